@@ -1,0 +1,206 @@
+"""Metrics, defined once (DESIGN: labels and metrics) and used by the CLI, dashboard and report.
+
+Positive class: ``synthetic``. For a group: ``n`` = ok responses (latest per key); ``answered`` =
+real + synthetic; ``coverage = answered / n``; ``accuracy = correct / n`` (abstentions count as
+wrong); ``accuracy_answered = correct / answered``; sensitivity and specificity over answered images;
+95% Wilson intervals; open errors counted separately.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from cache.schema import LABELS
+
+Z95 = 1.959963984540054
+GROUP_BY = ("model", "modality", "prompt_id")
+FILTER_COLUMNS = ("model", "modality", "prompt_id", "source", "truth")
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
+    """Wilson score interval for a binomial proportion; (None, None) when n == 0."""
+    if n <= 0:
+        return None, None
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Selections shared by every surface. An empty list means 'all'."""
+
+    model: Sequence[str] = ()
+    modality: Sequence[str] = ()
+    prompt_id: Sequence[str] = ()
+    source: Sequence[str] = ()
+    truth: Sequence[str] = ()
+    outcome: Sequence[str] = field(default=())  # correct | wrong | abstained | error (row views only)
+
+    def where(self, *, with_outcome: bool = False) -> tuple[str, list[Any]]:
+        """SQL WHERE clause (starting with 'WHERE', or empty) and its parameters."""
+        clauses, params = [], []
+        columns = FILTER_COLUMNS + (("outcome",) if with_outcome else ())
+        for column in columns:
+            values = list(getattr(self, column))
+            if values:
+                clauses.append(f"coalesce({column}, '') IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+METRICS_SQL = """
+SELECT {group_cols},
+  count(*) AS n,
+  count(*) FILTER (WHERE answered) AS answered,
+  count(*) FILTER (WHERE correct) AS correct,
+  count(*) FILTER (WHERE truth = 'synthetic' AND label = 'synthetic') AS tp,
+  count(*) FILTER (WHERE truth = 'synthetic' AND label = 'real') AS fn,
+  count(*) FILTER (WHERE truth = 'real' AND label = 'synthetic') AS fp,
+  count(*) FILTER (WHERE truth = 'real' AND label = 'real') AS tn,
+  count(*) FILTER (WHERE label = 'uncertain') AS uncertain,
+  count(*) FILTER (WHERE label = 'refused') AS refused,
+  count(*) FILTER (WHERE label = 'unparseable') AS unparseable,
+  avg(latency_ms) AS mean_latency_ms,
+  sum(input_tokens) AS input_tokens,
+  sum(output_tokens) AS output_tokens,
+  sum(cost_usd) AS cost_usd
+FROM results {where}
+GROUP BY ALL ORDER BY ALL
+"""
+
+ERRORS_SQL = "SELECT {group_cols}, count(*) AS errors FROM failures {where} GROUP BY ALL"
+
+
+def group_metrics(
+    con: duckdb.DuckDBPyConnection,
+    filters: Filters | None = None,
+    by: Sequence[str] = GROUP_BY,
+) -> list[dict[str, Any]]:
+    """One dict per group with the keys of `python -m cache metrics --json` (plus cost/latency)."""
+    filters = filters or Filters()
+    where, params = filters.where()
+    group_cols = ", ".join(by)
+    cur = con.execute(METRICS_SQL.format(group_cols=group_cols, where=where), params)
+    names = [d[0] for d in cur.description]
+    groups = {tuple(r[: len(by)]): dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+    for row in con.execute(ERRORS_SQL.format(group_cols=group_cols, where=where), params).fetchall():
+        gkey = tuple(row[: len(by)])
+        if gkey not in groups:
+            groups[gkey] = dict(zip(by, gkey, strict=True)) | _zero_counts()
+        groups[gkey]["errors"] = row[-1]
+    return [finish_group(g) for _k, g in sorted(groups.items(), key=lambda kv: [str(v) for v in kv[0]])]
+
+
+def _zero_counts() -> dict[str, Any]:
+    names = ("n", "answered", "correct", "tp", "fn", "fp", "tn", "uncertain", "refused", "unparseable")
+    return dict.fromkeys(names, 0) | {
+        "mean_latency_ms": None, "input_tokens": None, "output_tokens": None, "cost_usd": None,
+    }
+
+
+def finish_group(g: dict[str, Any]) -> dict[str, Any]:
+    """Derive rates and Wilson intervals from a group's counts."""
+    g = dict(g)
+    g.setdefault("errors", 0)
+    n, answered, correct = g["n"], g["answered"], g["correct"]
+    g["coverage"] = ratio(answered, n)
+    g["accuracy"] = ratio(correct, n)
+    g["accuracy_ci_low"], g["accuracy_ci_high"] = wilson(correct, n)
+    g["accuracy_answered"] = ratio(correct, answered)
+    pos, neg = g["tp"] + g["fn"], g["tn"] + g["fp"]
+    g["sensitivity"] = ratio(g["tp"], pos)
+    g["sensitivity_ci_low"], g["sensitivity_ci_high"] = wilson(g["tp"], pos)
+    g["specificity"] = ratio(g["tn"], neg)
+    g["specificity_ci_low"], g["specificity_ci_high"] = wilson(g["tn"], neg)
+    for key in ("input_tokens", "output_tokens"):
+        g[key] = int(g[key]) if g[key] is not None else None
+    return g
+
+
+def confusion_matrix(
+    con: duckdb.DuckDBPyConnection, filters: Filters | None = None
+) -> dict[tuple[str, str], dict[str, dict[str, int]]]:
+    """(model, modality) -> truth -> predicted label -> count, every cell present (zeros too)."""
+    where, params = (filters or Filters()).where()
+    rows = con.execute(
+        f"SELECT model, modality, truth, label, count(*) FROM results {where} GROUP BY ALL", params
+    ).fetchall()
+    out: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+    for model, modality, truth, label, count in rows:
+        cm = out.setdefault((model, modality), {t: dict.fromkeys(LABELS, 0) for t in ("real", "synthetic")})
+        if truth in cm and label in cm[truth]:
+            cm[truth][label] += count
+    return dict(sorted(out.items()))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts (binomial test, p = 0.5)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """Cohen's kappa over paired labels (all five label values are categories)."""
+    n = len(pairs)
+    if n == 0:
+        return None
+    observed = sum(a == b for a, b in pairs) / n
+    cats = sorted({x for pair in pairs for x in pair})
+    expected = sum(
+        (sum(a == c for a, _ in pairs) / n) * (sum(b == c for _, b in pairs) / n) for c in cats
+    )
+    if expected == 1:
+        return 1.0 if observed == 1 else None
+    return (observed - expected) / (1 - expected)
+
+
+PAIRED_SQL = """
+SELECT a.image_sha256, a.image_path, a.modality, a.truth, a.source, a.prompt_id, a.repeat,
+       a.label AS label_a, b.label AS label_b, a.correct AS correct_a, b.correct AS correct_b
+FROM results a JOIN results b
+  ON a.image_sha256 = b.image_sha256 AND a.prompt_id = b.prompt_id AND a.repeat = b.repeat
+ AND a.modality = b.modality
+WHERE a.model = ? AND b.model = ? {extra}
+ORDER BY a.modality, a.image_path
+"""
+
+
+def compare_models(
+    con: duckdb.DuckDBPyConnection, model_a: str, model_b: str, filters: Filters | None = None
+) -> dict[str, Any]:
+    """Paired comparison on the images both models answered (ok rows): McNemar and kappa."""
+    where, params = (filters or Filters(model=())).where()
+    extra = where.replace("WHERE", "AND", 1).replace("coalesce(", "coalesce(a.") if where else ""
+    cur = con.execute(PAIRED_SQL.format(extra=extra), [model_a, model_b, *params])
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    b = sum(r["correct_a"] and not r["correct_b"] for r in rows)
+    c = sum(r["correct_b"] and not r["correct_a"] for r in rows)
+    return {
+        "model_a": model_a,
+        "model_b": model_b,
+        "n_pairs": len(rows),
+        "both_correct": sum(r["correct_a"] and r["correct_b"] for r in rows),
+        "both_wrong": sum(not r["correct_a"] and not r["correct_b"] for r in rows),
+        "a_only_correct": b,
+        "b_only_correct": c,
+        "mcnemar_p": mcnemar_exact(b, c),
+        "kappa": cohen_kappa([(r["label_a"], r["label_b"]) for r in rows]),
+        "disagreements": [r for r in rows if r["label_a"] != r["label_b"]],
+    }

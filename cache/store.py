@@ -1,0 +1,228 @@
+"""The response store: a directory of append-only Parquet parts read through in-memory DuckDB.
+
+Layout::
+
+    <store>/responses/part-<utc>-<uuid>.parquet   one file per flush, never rewritten (but by compact)
+    <store>/thumbs/<image_sha256>.jpg             small metadata-free thumbnails
+    <store>/runs/<run_id>.json                    run provenance: arguments, audit, summary
+    <store>/prep_memo.parquet                     (path, size, mtime) -> prepared image sha256
+
+A part is written under a ``.tmp`` name that the readers' glob does not match, fsynced, then renamed,
+so a reader never sees half a file and a crash never leaves one (see STACK_NOTES: DuckDB locking).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cache.schema import ARROW_SCHEMA, COLUMNS, SCHEMA_VERSION
+
+DEFAULT_STORE = Path("data/store")
+PARTS_GLOB = "responses/**/*.parquet"
+
+
+def resolve_store(arg: str | os.PathLike[str] | None = None) -> Path:
+    """`--store`, else env MEDLENS_STORE, else data/store (DESIGN: command-line contract)."""
+    if arg:
+        return Path(arg)
+    env = os.environ.get("MEDLENS_STORE")
+    return Path(env) if env else DEFAULT_STORE
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rows_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts) to an Arrow table in schema v1; missing columns are null, unknown ones rejected."""
+    rows = list(rows)
+    for row in rows:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown store column(s): {sorted(unknown)}")
+    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+    columns["schema_version"] = [SCHEMA_VERSION] * len(rows)
+    return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary sibling, fsync, rename: the file is either absent or complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Store:
+    """A MedLens store directory. Cheap to construct; creates folders on first write."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.responses_dir = self.root / "responses"
+        self.thumbs_dir = self.root / "thumbs"
+        self.runs_dir = self.root / "runs"
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_part(self, table: pa.Table) -> Path | None:
+        """Append one Parquet part (atomically). Returns its path, or None for an empty table."""
+        if table.num_rows == 0:
+            return None
+        self.responses_dir.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        final = self.responses_dir / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        tmp = self.responses_dir / f".{final.name}.tmp"  # outside the *.parquet glob
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.responses_dir)
+        return final
+
+    def append(self, rows: Iterable[Mapping[str, Any]]) -> Path | None:
+        """Append response rows as one part."""
+        return self.write_part(rows_to_table(rows))
+
+    def write_thumb(self, image_sha256: str, jpeg: bytes) -> None:
+        path = self.thumbs_dir / f"{image_sha256}.jpg"
+        if not path.exists():
+            atomic_write_bytes(path, jpeg)
+
+    def thumb_path(self, image_sha256: str) -> Path:
+        return self.thumbs_dir / f"{image_sha256}.jpg"
+
+    def write_run(self, run_id: str, meta: Mapping[str, Any]) -> None:
+        data = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
+        atomic_write_bytes(self.runs_dir / f"{run_id}.json", data)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Run provenance records, oldest first."""
+        out = []
+        for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.exists() else []:
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return sorted(out, key=lambda r: str(r.get("started_at", "")))
+
+    # -- reading ---------------------------------------------------------------------------
+    def part_paths(self) -> list[Path]:
+        if not self.responses_dir.exists():
+            return []
+        return sorted(self.responses_dir.rglob("*.parquet"))
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the store's views (see cache.views)."""
+        from cache.views import install_views
+
+        con = duckdb.connect()
+        install_views(con, self)
+        return con
+
+    def done_keys(self) -> set[str]:
+        """Keys that already have an ok row: `run` never calls these again."""
+        if not self.part_paths():
+            return set()
+        con = duckdb.connect()
+        try:
+            rows = con.execute(
+                "SELECT DISTINCT key FROM read_parquet(?, union_by_name=true) WHERE status = 'ok'",
+                [str(self.root / PARTS_GLOB)],
+            ).fetchall()
+        finally:
+            con.close()
+        return {r[0] for r in rows}
+
+    def compact(self) -> tuple[int, int]:
+        """Merge all parts into one, atomically. Returns (parts before, rows).
+
+        The merged file is written and renamed into place before the old parts are removed; a reader
+        between the two steps may see rows twice, which the `results` view's dedup by key absorbs.
+        """
+        parts = self.part_paths()
+        if len(parts) <= 1:
+            return len(parts), (pq.read_metadata(parts[0]).num_rows if parts else 0)
+        con = duckdb.connect()
+        try:
+            files = [str(p) for p in parts]
+            table = con.execute(
+                "SELECT * FROM read_parquet(?, union_by_name=true) ORDER BY created_at", [files]
+            ).fetch_arrow_table()
+        finally:
+            con.close()
+        self.write_part(table)
+        for path in parts:
+            path.unlink(missing_ok=True)
+        _fsync_dir(self.responses_dir)
+        return len(parts), table.num_rows
+
+
+class StoreWriter:
+    """Buffers rows and flushes them as parts at least once a second (and on close).
+
+    Thread-safe. Used as a context manager by the runner, so Ctrl-C / SIGTERM flush what is done.
+    """
+
+    def __init__(self, store: Store, flush_seconds: float = 1.0, max_rows: int = 5000):
+        self.store = store
+        self.flush_seconds = flush_seconds
+        self.max_rows = max_rows
+        self._buffer: list[Mapping[str, Any]] = []
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self.rows_written = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._buffer.append(row)
+            due = (
+                len(self._buffer) >= self.max_rows
+                or time.monotonic() - self._last_flush >= self.flush_seconds
+            )
+        if due:
+            self.flush()
+
+    def flush(self) -> int:
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+            if rows:
+                self.store.append(rows)
+                self.rows_written += len(rows)
+        return len(rows)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
