@@ -1,0 +1,5 @@
+"""`python -m cache`: see cache.cli."""
+
+from cache.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Command line of the store: ``stats | metrics [--json] | compact | export | import | report | methods``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cache.metrics import Filters, group_metrics
+from cache.store import Store, resolve_store
+
+METRIC_KEYS = (
+    "model", "modality", "prompt_id", "n", "answered", "coverage", "accuracy", "accuracy_ci_low",
+    "accuracy_ci_high", "accuracy_answered", "sensitivity", "specificity", "tp", "fn", "fp", "tn",
+    "uncertain", "refused", "unparseable", "errors",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cache", description="The MedLens response store.")
+    parser.add_argument("--store", help="store directory (default: $MEDLENS_STORE or data/store)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stats", help="rows, parts, models, runs, size")
+    metrics = sub.add_parser("metrics", help="accuracy, coverage, sensitivity, specificity per group")
+    metrics.add_argument("--json", action="store_true", help="print a JSON list (one object per group)")
+    for column in ("model", "modality", "prompt"):
+        metrics.add_argument(f"--{column}", action="append", default=[], help=f"only this {column} (repeatable)")
+    sub.add_parser("compact", help="merge all parts into one (atomic swap)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # --store is accepted before or after the sub-command
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        extra = argparse.ArgumentParser(add_help=False)
+        extra.add_argument("--store")
+        more, unknown = extra.parse_known_args(rest)
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.store = more.store or args.store
+    store = Store(resolve_store(args.store))
+    if args.command != "import" and not store.root.exists():
+        print(f"error: store {store.root} does not exist; run `python -m ingest run ... --store {store.root}` "
+              "first, or pass --store DIR", file=sys.stderr)
+        return 2
+    handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact}[args.command]
+    return handler(store, args)
+
+
+def cmd_stats(store: Store, args: argparse.Namespace) -> int:
+    con = store.connect()
+    total, ok, errors = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error') "
+        "FROM responses").fetchone()
+    parts = store.part_paths()
+    size = sum(p.stat().st_size for p in parts)
+    print(f"store      {store.root}")
+    print(f"rows       {total} ({ok} ok, {errors} error) in {len(parts)} part(s), {size / 1e6:.1f} MB")
+    print(f"results    {con.execute('SELECT count(*) FROM results').fetchone()[0]} keys answered; "
+          f"{con.execute('SELECT count(*) FROM failures').fetchone()[0]} keys with open errors")
+    thumbs = len(list(store.thumbs_dir.glob('*.jpg'))) if store.thumbs_dir.exists() else 0
+    print(f"thumbnails {thumbs}; runs {len(store.runs())}")
+    rows = con.execute(
+        "SELECT model, count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error'), "
+        "min(created_at), max(created_at) FROM responses GROUP BY model ORDER BY model").fetchall()
+    for model, n_ok, n_err, first, last in rows:
+        print(f"  {model:<40} ok {n_ok:>7}  error {n_err:>6}  {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
+    if len(parts) > 50:
+        print(f"hint: {len(parts)} parts slow queries down; run `python -m cache compact`")
+    return 0
+
+
+def cmd_metrics(store: Store, args: argparse.Namespace) -> int:
+    filters = Filters(model=args.model, modality=args.modality, prompt_id=args.prompt)
+    groups = group_metrics(store.connect(), filters)
+    if args.json:
+        print(json.dumps([{k: g[k] for k in METRIC_KEYS} for g in groups], indent=2))
+        return 0
+    print(format_metrics_table(groups))
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def format_metrics_table(groups: list[dict]) -> str:
+    header = (f"{'model':<32} {'modality':<12} {'prompt':<8} {'n':>5} {'cover':>6} "
+              f"{'accuracy [95% CI]':>24} {'acc.ans':>7} {'sens':>6} {'spec':>6} "
+              f"{'unc':>4} {'ref':>4} {'unp':>4} {'err':>4}")
+    lines = [header, "-" * len(header)]
+    for g in groups:
+        acc = f"{_pct(g['accuracy'])} [{_pct(g['accuracy_ci_low'])}, {_pct(g['accuracy_ci_high'])}]"
+        lines.append(
+            f"{g['model']:<32} {g['modality']:<12} {g['prompt_id']:<8} {g['n']:>5} "
+            f"{_pct(g['coverage']):>6} {acc:>24} {_pct(g['accuracy_answered']):>7} "
+            f"{_pct(g['sensitivity']):>6} {_pct(g['specificity']):>6} {g['uncertain']:>4} "
+            f"{g['refused']:>4} {g['unparseable']:>4} {g['errors']:>4}")
+    if not groups:
+        lines.append("(no responses yet)")
+    return "\n".join(lines)
+
+
+def cmd_compact(store: Store, args: argparse.Namespace) -> int:
+    parts, rows = store.compact()
+    print(f"compacted {parts} part(s) into 1: {rows} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

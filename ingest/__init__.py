@@ -1,0 +1,1 @@
+"""MedLens ingest: scan images into a manifest, prepare them, call the models and store every answer."""

@@ -1,0 +1,259 @@
+"""Command line of the pipeline (DESIGN: command-line contract).
+
+Exit codes: 0 done (error rows included: they are in the store and in the summary); 2 bad usage or
+bad input file (the message names the file, the line and the fix); 1 unexpected failure;
+130 interrupted (what was done is saved; the same command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from cache.store import Store, resolve_store
+
+USAGE_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    from ingest.importer import ImportFileError
+    from ingest.manifest import ManifestError
+    from ingest.prompts import PromptError
+    from ingest.providers.base import MissingCredentials, SpecError
+
+    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="scan DATASET_DIR/<modality>/<real|synthetic>/[<source>/] into a manifest")
+    scan.add_argument("dataset_dir", type=Path)
+    scan.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    scan.add_argument("--no-audit", action="store_true", help="skip the confound audit")
+
+    run = sub.add_parser("run", help="send every image to each model and store the answers")
+    run.add_argument("--manifest", type=Path, required=True)
+    run.add_argument("--model", dest="models", action="append", required=True, metavar="SPEC",
+                     help="openai:<m>, gemini:<m>, compat:<m>@<url>, baseline:forensic (repeatable)")
+    run.add_argument("--prompt", default="paper", help="prompt id (python -m ingest prompts) or a .txt file")
+    _store_arg(run)
+    run.add_argument("--concurrency", type=int, help="calls in flight per model (default: provider's)")
+    run.add_argument("--rpm", type=float, help="requests per minute per model")
+    run.add_argument("--repeats", type=int, default=1, help="answers per image and model (default 1)")
+    run.add_argument("--limit", type=int, help="use only the first N manifest rows")
+    run.add_argument("--dry-run", action="store_true", help="print the calls still to make and their cost")
+    run.add_argument("--budget", type=float, metavar="USD", help="stop scheduling calls past this spend")
+    run.add_argument("--max-side", type=int, default=1024, help="longest side of sent images (px)")
+    run.add_argument("--image-format", choices=("png", "jpeg"), default="png")
+    run.add_argument("--detail", choices=("high", "low", "auto"), default="high", help="OpenAI image detail")
+    run.add_argument("--temperature", type=float, default=0.0)
+    run.add_argument("--max-tokens", type=int, default=1024)
+    run.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
+    run.add_argument("--max-attempts", type=int, default=6, help="attempts per call, retries included")
+    run.add_argument("--max-retry-wait", type=float, default=120.0,
+                     help="longest wait honoured for one Retry-After / backoff (s)")
+    run.add_argument("--no-progress", action="store_true")
+
+    imp = sub.add_parser("import", help="store answers collected by hand (CSV or JSONL)")
+    imp.add_argument("answers", type=Path)
+    imp.add_argument("--manifest", type=Path, required=True)
+    imp.add_argument("--model", required=True, help="a name for the model, e.g. chatgpt-web-gpt-4v")
+    imp.add_argument("--prompt", default="paper")
+    _store_arg(imp)
+
+    sub.add_parser("models", help="providers, priced models and whether credentials are set")
+    sub.add_parser("prompts", help="list prompt files with their sha256")
+    return parser
+
+
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help="store directory (default: $MEDLENS_STORE or data/store)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"scan": cmd_scan, "run": cmd_run, "import": cmd_import,
+               "models": cmd_models, "prompts": cmd_prompts}[args.command]
+    try:
+        return handler(args)
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the CLI boundary: one readable line, traceback on request
+        if os.environ.get("MEDLENS_DEBUG"):
+            raise
+        from ingest.providers.retry import scrub
+
+        print(f"unexpected failure: {type(exc).__name__}: {scrub(str(exc))} "
+              "(set MEDLENS_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from ingest.audit import confound_audit, format_audit
+    from ingest.manifest import ManifestError, count_table, scan_dataset, write_manifest
+
+    if not args.dataset_dir.is_dir():
+        raise ManifestError(f"{args.dataset_dir}: not a folder; give DATASET_DIR/<modality>/<real|synthetic>/...")
+    rows = scan_dataset(args.dataset_dir)
+    write_manifest(rows, args.out)
+    print(f"wrote {args.out}: {len(rows)} images")
+    print(format_counts(count_table(rows)))
+    if not args.no_audit:
+        audit = confound_audit(rows, args.dataset_dir)
+        audit_path = args.out.with_suffix(".audit.json")
+        audit_path.write_text(json.dumps(audit, indent=2, default=str))
+        print()
+        print(format_audit(audit))
+        print(f"(audit saved to {audit_path})")
+    return 0
+
+
+def format_counts(table: list[tuple]) -> str:
+    lines = [f"{'modality':<14} {'truth':<10} {'source':<28} {'images':>6}"]
+    lines += [f"{m:<14} {t:<10} {s or '-':<28} {n:>6}" for m, t, s, n in table]
+    return "\n".join(lines)
+
+
+def _provider_options(args: argparse.Namespace):
+    from ingest.providers.base import ProviderOptions
+
+    return ProviderOptions(
+        temperature=args.temperature, max_tokens=args.max_tokens, detail=args.detail,
+        timeout_s=args.timeout, max_attempts=args.max_attempts,
+        max_retry_wait_s=args.max_retry_wait, concurrency=args.concurrency, rpm=args.rpm,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ingest.audit import confound_audit
+    from ingest.images import PrepOptions
+    from ingest.manifest import read_manifest
+    from ingest.pricing import PriceTable
+    from ingest.prompts import load_prompt
+    from ingest.providers.base import SpecError, create_provider, parse_spec
+    from ingest.runner import Runner, run_with_signals
+
+    if args.repeats < 1 or (args.limit is not None and args.limit < 1):
+        raise SpecError("--repeats and --limit must be at least 1")
+    prompt = load_prompt(args.prompt)
+    rows = read_manifest(args.manifest)[: args.limit]
+    options = _provider_options(args)
+    specs = [parse_spec(s) for s in dict.fromkeys(args.models)]
+    providers = [create_provider(spec, options) for spec in specs]
+    if not args.dry_run:
+        for provider in providers:  # before any call: a missing key stops the run here
+            provider.check_credentials()
+    store = Store(resolve_store(args.store))
+    manifest_dir = args.manifest.resolve().parent
+    meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run"}
+    if not args.dry_run:
+        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200)
+    runner = Runner(
+        store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
+        prep=PrepOptions(image_format=args.image_format, max_side=args.max_side),
+        repeats=args.repeats, budget_usd=args.budget, prices=PriceTable.load(),
+        progress=not args.no_progress, run_meta=meta,
+    )
+    result = run_with_signals(runner, dry_run=args.dry_run)
+    print(format_summary(result, store))
+    return 130 if result.interrupted else 0
+
+
+def format_summary(result, store: Store) -> str:
+    lines = []
+    if result.dry_run:
+        lines.append(f"dry run: nothing was called. Store: {store.root}")
+        lines.append(f"{'model':<40} {'to call':>8} {'cached':>8} {'est. cost':>12}")
+        for name, t in result.tallies.items():
+            est = "unpriced" if t.estimate_usd is None else f"${t.estimate_usd:,.4f}"
+            lines.append(f"{name:<40} {t.pending:>8} {t.cached:>8} {est:>12}")
+        total = [t.estimate_usd for t in result.tallies.values()]
+        if all(v is not None for v in total):
+            lines.append(f"estimated total: ${sum(total):,.4f} (prices from data/prices.csv; check them)")
+    else:
+        lines.append(f"run {result.run_id} -> {store.root}")
+        lines.append(f"{'model':<40} {'called':>7} {'ok':>6} {'errors':>7} {'cached':>7} {'cost':>10}  labels")
+        for name, t in result.tallies.items():
+            errors = sum(t.errors.values())
+            labels = ", ".join(f"{k} {v}" for k, v in sorted(t.labels.items()))
+            lines.append(f"{name:<40} {t.ok + errors:>7} {t.ok:>6} {errors:>7} {t.cached:>7} "
+                         f"{'$%.4f' % t.cost_usd:>10}  {labels}")
+            for etype, count in sorted(t.errors.items()):
+                lines.append(f"    error {etype}: {count}")
+    if result.image_errors:
+        lines.append(f"{len(result.image_errors)} image(s) could not be read:")
+        lines += [f"    {m}" for m in result.image_errors[:20]]
+    if result.budget_stopped:
+        skipped = sum(t.skipped_budget for t in result.tallies.values())
+        lines.append(f"budget reached: {skipped} call(s) not made; raise --budget and run again to finish")
+    if result.interrupted:
+        lines.append("interrupted: everything answered so far is saved; run the same command again to "
+                     "resume (answered calls are skipped, never paid twice)")
+    return "\n".join(lines)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ingest.images import PrepOptions
+    from ingest.importer import build_import_rows, import_answers, read_answers
+    from ingest.manifest import read_manifest
+    from ingest.prompts import load_prompt
+    from ingest.runner import Runner
+
+    prompt = load_prompt(args.prompt)
+    answers = read_answers(args.answers)
+    rows = read_manifest(args.manifest)
+    store = Store(resolve_store(args.store))
+    runner = Runner(store=store, rows=rows, manifest_dir=args.manifest.resolve().parent,
+                    providers=[], prompt=prompt, prep=PrepOptions(), progress=False)
+    items = asyncio.run(runner.identify())
+    new_rows = build_import_rows(answers, args.answers, items, f"import:{args.model}", prompt)
+    added, present = import_answers(store, new_rows)
+    print(f"imported {added} answer(s) for import:{args.model} into {store.root}"
+          + (f"; {present} already present" if present else ""))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ingest.pricing import PriceTable
+    from ingest.providers.base import PROVIDERS
+
+    envs = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+            "compat": ("MEDLENS_COMPAT_API_KEY",), "baseline": ()}
+    notes = {"compat": "key optional", "baseline": "local, no network, no key"}
+    print(f"{'provider':<10} {'credentials':<44} spec")
+    forms = {"openai": "openai:<model>", "gemini": "gemini:<model>",
+             "compat": "compat:<model>@<base_url>", "baseline": "baseline:forensic"}
+    for name in PROVIDERS:
+        names = envs.get(name, ())
+        if names:
+            found = [e for e in names if os.environ.get(e)]
+            cred = f"{found[0]} is set" if found else f"missing: set {' or '.join(names)}"
+        else:
+            cred = "none needed"
+        if name in notes:
+            cred += f" ({notes[name]})"
+        print(f"{name:<10} {cred:<44} {forms[name]}")
+    table = PriceTable.load()
+    print("\npriced models (USD per million tokens; edit data/prices.csv):")
+    for line in table.describe():
+        print(f"  {line}")
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from ingest.prompts import list_prompts
+
+    for prompt in list_prompts():
+        kind = "json" if prompt.structured else "free text"
+        print(f"{prompt.id:<10} v{prompt.version}  {prompt.sha256}  {kind:<9}  {prompt.description}")
+    return 0

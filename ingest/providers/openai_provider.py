@@ -1,0 +1,239 @@
+"""``openai:<model>``: OpenAI Chat Completions through the official ``openai`` SDK.
+
+The prepared image goes as a base64 data URL (``detail`` from the options). The ``json`` prompt
+(``request.structured``) adds a strict JSON-schema ``response_format``; a model or server that
+rejects it with a 400 is called once more without it, and that is remembered for the model (its
+free text is still parsed downstream). SDK retries are off: ``ingest.providers.retry`` retries.
+
+Error classes (``ProviderError.error_type``): rate_limited, quota, server_error, timeout,
+connection, auth, permission, not_found, bad_request, image_rejected, malformed_reply,
+empty_reply. A truncated or non-JSON 200 body (``malformed_reply``) is treated as retryable: it is
+almost always a proxy or connection hiccup, and attempts are bounded anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any, ClassVar
+
+import openai
+
+from ingest.providers.base import (
+    CallRequest,
+    MissingCredentials,
+    ModelSpec,
+    Provider,
+    ProviderError,
+    ProviderOptions,
+    Reply,
+)
+from ingest.providers.retry import retry_after_seconds, scrub
+
+#: The answer shape the ``json`` prompt asks for.
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": ["real", "synthetic", "uncertain"]},
+        "confidence": {"type": "number"},
+        "interpretation": {"type": "string"},
+    },
+    "required": ["label", "confidence", "interpretation"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "medlens_answer", "strict": True, "schema": ANSWER_SCHEMA},
+}
+_MAX_MESSAGE = 500
+
+
+def data_url(image: bytes, mime: str) -> str:
+    """``data:<mime>;base64,<standard base64>``."""
+    return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    text = str(body["message"]) if isinstance(body, dict) and body.get("message") else exc.message
+    return text[:_MAX_MESSAGE]
+
+
+def _error_code(exc: openai.APIStatusError) -> str:
+    return str(exc.body.get("code") or "") if isinstance(exc.body, dict) else ""
+
+
+def is_schema_unsupported(exc: openai.APIStatusError) -> bool:
+    """A 400/422 that rejects the ``response_format`` (json_schema / structured output)."""
+    text = (_server_message(exc) + " " + json.dumps(exc.body, default=str)).lower()
+    return exc.status_code in (400, 422) and (
+        "response_format" in text or "json_schema" in text or "structured output" in text
+    )
+
+
+class OpenAIProvider(Provider):
+    """OpenAI Chat Completions; the compat provider reuses everything but the client set-up."""
+
+    name: ClassVar[str] = "openai"
+    key_envs: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    default_concurrency: ClassVar[int] = 8
+    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    #: OpenAI's current models take max_completion_tokens (o-series and gpt-5 reject max_tokens).
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+
+    def __init__(self, spec: ModelSpec, options: ProviderOptions):
+        super().__init__(spec, options)
+        self._client: openai.AsyncOpenAI | None = None
+        self.structured_supported = True
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "detail": self.options.detail}
+
+    # --- client ---------------------------------------------------------------------------------
+
+    def base_url(self) -> str | None:
+        return os.environ.get(self.base_url_env) or None
+
+    def client_key(self) -> str:
+        try:
+            self.check_credentials()
+        except MissingCredentials as exc:
+            raise ProviderError("auth", str(exc), retryable=False) from None
+        return self.api_key() or "not-needed"
+
+    def client(self) -> openai.AsyncOpenAI:
+        """One shared client (one connection pool) for every call of this provider."""
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self.client_key(),
+                base_url=self.base_url(),
+                max_retries=0,
+                timeout=self.options.timeout_s,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # --- request / reply (pure) -----------------------------------------------------------------
+
+    def build_request(self, request: CallRequest, *, structured: bool) -> dict[str, Any]:
+        """Keyword arguments of ``chat.completions.create`` for one call."""
+        content = [
+            {"type": "text", "text": request.prompt_text},
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": data_url(request.image, request.mime),
+                    "detail": self.options.detail,
+                },
+            },
+        ]
+        kwargs: dict[str, Any] = {
+            "model": self.spec.model,
+            "messages": [{"role": "user", "content": content}],
+            "temperature": self.options.temperature,
+            self.max_tokens_field: self.options.max_tokens,
+        }
+        if structured:
+            kwargs["response_format"] = RESPONSE_FORMAT
+        return kwargs
+
+    @staticmethod
+    def read_reply(response: Any) -> Reply:
+        """Text, finish reason, refusal, model version and usage of a ChatCompletion."""
+        if not getattr(response, "choices", None):
+            raise ProviderError("empty_reply", "the API answered with no choices", retryable=False)
+        choice = response.choices[0]
+        message = choice.message
+        usage = getattr(response, "usage", None)
+        return Reply(
+            text=message.content if message is not None else None,
+            finish_reason=choice.finish_reason,
+            refusal=getattr(message, "refusal", None),
+            model_version=getattr(response, "model", None),
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+        )
+
+    # --- the call -------------------------------------------------------------------------------
+
+    async def call(self, request: CallRequest) -> Reply:
+        structured = request.structured and self.structured_supported
+        try:
+            try:
+                response = await self._create(request, structured=structured)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if not (structured and is_schema_unsupported(exc)):
+                    raise
+                # The model ignores JSON schemas: remember, and ask again in free text.
+                self.structured_supported = False
+                response = await self._create(request, structured=False)
+        except openai.OpenAIError as exc:
+            raise self.classify(exc) from None
+        except ValueError as exc:  # json.JSONDecodeError: a 200 with a broken body
+            raise ProviderError(
+                "malformed_reply",
+                scrub(f"the server's reply is not valid JSON ({exc})"),
+                retryable=True,
+            ) from None
+        return self.read_reply(response)
+
+    async def _create(self, request: CallRequest, *, structured: bool) -> Any:
+        kwargs = self.build_request(request, structured=structured)
+        return await self.client().chat.completions.create(**kwargs)
+
+    def key_hint(self) -> str:
+        """The env var(s) a person sets to fix an auth error."""
+        return " or ".join(self.key_envs)
+
+    def where(self) -> str:
+        return f"{self.spec.raw} ({self.base_url() or 'api.openai.com'})"
+
+    def classify(self, exc: openai.OpenAIError) -> ProviderError:
+        """Map an SDK exception to a ProviderError (retryable or not, after how long)."""
+        where = self.where()
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderError("timeout", f"{where}: request timed out", retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+            return ProviderError(
+                "connection",
+                scrub(f"{where}: connection failed{detail}"[:_MAX_MESSAGE]),
+                retryable=True,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return self.classify_status(exc)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return ProviderError("malformed_reply", scrub(f"{where}: {exc}"[:_MAX_MESSAGE]), retryable=True)
+        return ProviderError("unexpected", scrub(f"{where}: {type(exc).__name__}: {exc}"), retryable=False)
+
+    def classify_status(self, exc: openai.APIStatusError) -> ProviderError:
+        status, text = exc.status_code, _server_message(exc)
+        base = f"{self.where()}: HTTP {status}: {text}"
+
+        def error(kind: str, hint: str = "", retryable: bool = False, wait: float | None = None):
+            return ProviderError(
+                kind, scrub(base + hint), retryable=retryable, retry_after=wait, status=status
+            )
+
+        wait = retry_after_seconds(exc.response.headers)
+        if status == 429 and _error_code(exc) == "insufficient_quota":
+            return error("quota", " (the account has no quota left: check billing)")
+        if status == 429:
+            return error("rate_limited", retryable=True, wait=wait)
+        if status >= 500 or status in (408, 409):
+            return error("server_error", retryable=True, wait=wait)
+        if status == 401:
+            return error("auth", f" (check {self.key_hint()})")
+        if status == 403:
+            return error("permission", " (the key has no access to this model or region)")
+        if status == 404:
+            return error("not_found", f" (is {self.spec.model!r} a model this endpoint serves?)")
+        if status == 413 or (status in (400, 422) and "image" in text.lower()):
+            return error("image_rejected", " (the API did not accept the image)")
+        return error("bad_request")

@@ -1,0 +1,239 @@
+"""One retry policy for every provider (SDK retries are always off).
+
+``call_with_retry`` makes up to ``options.max_attempts`` calls of ``provider.call``. It retries only
+errors the provider classified as retryable; it waits what the server asked for (Retry-After) when
+that is at most ``options.max_retry_wait_s``, otherwise exponential backoff with full jitter (base
+1 s, factor 2, capped at ``max_retry_wait_s``). A Retry-After above the cap is not waited out: the
+call ends at once as ``rate_limited`` with a message naming the option that raises the cap.
+
+Each attempt is bounded by ``options.timeout_s`` and, when a ``RateLimiter`` is given, waits for a
+requests-per-minute slot. Whatever happens, the caller gets a ``CallOutcome``: never an exception
+(except cancellation), and never a message that contains a secret (see ``scrub``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_FACTOR = 2.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class CallOutcome:
+    """The end of one logical call: a reply or a final error, and how many calls it took."""
+
+    reply: Reply | None
+    error: ProviderError | None
+    attempts: int
+    latency_ms: float  # wall time of the last attempt
+
+
+class RateLimiter:
+    """Requests-per-minute limit shared by all calls of one provider: slots spaced 60/rpm s apart.
+
+    ``rpm=None`` (or 0) means no limit. ``acquire`` reserves the next free slot and sleeps until it;
+    there is no await between reading and reserving, so no lock is needed in one event loop.
+    """
+
+    def __init__(
+        self,
+        rpm: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ):
+        if rpm is not None and rpm < 0:
+            raise ValueError("--rpm must be positive")
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_slot = float("-inf")
+
+    async def acquire(self) -> None:
+        if not self.interval:
+            return
+        now = self._clock()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        if slot > now:
+            await self._sleep(slot - now)
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+#: Env vars whose values are keys. Any other env var named like *_API_KEY / *_TOKEN / *_SECRET is
+#: scrubbed too.
+KEY_ENVS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "MEDLENS_COMPAT_API_KEY")
+_SECRET_ENV_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET)$")
+_KEY_PATTERNS = (
+    re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),  # OpenAI and most OpenAI-compatible servers
+    re.compile(r"AIza[0-9A-Za-z_\-]{10,}"),  # Google API keys
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{6,}"),
+    re.compile(r"(?i)([?&](?:key|api_key|apikey)=)[^&\s'\"]+"),
+    re.compile(r"(?i)((?:x-goog-api-key|api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+)
+REDACTED = "[redacted]"
+
+
+def scrub(text: str) -> str:
+    """Remove API keys from ``text``: values of key env vars and anything shaped like a key."""
+    names = set(KEY_ENVS) | {n for n in os.environ if _SECRET_ENV_NAME.search(n)}
+    # Longest first, so a key that contains another is removed whole.
+    values = sorted({os.environ.get(n, "") for n in names}, key=len, reverse=True)
+    for value in values:
+        if len(value) >= 6:  # a 1-3 character value would shred ordinary words
+            text = text.replace(value, REDACTED)
+    for pattern in _KEY_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def scrubbed(error: ProviderError, suffix: str = "") -> ProviderError:
+    """A copy of ``error`` with a scrubbed message (and ``suffix`` appended)."""
+    return ProviderError(
+        error.error_type,
+        scrub(error.message + suffix),
+        retryable=error.retryable,
+        retry_after=error.retry_after,
+        status=error.status,
+    )
+
+
+# --- the policy --------------------------------------------------------------------------------
+
+
+def backoff_wait(attempt: int, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * factor**(attempt-1))] after attempt ``attempt``."""
+    ceiling = min(cap, BACKOFF_BASE_S * BACKOFF_FACTOR ** (attempt - 1))
+    return rng.uniform(0.0, ceiling)
+
+
+def _over_cap(error: ProviderError, cap: float) -> bool:
+    return error.retry_after is not None and error.retry_after > cap
+
+
+async def _one_attempt(provider: Provider, request: CallRequest) -> tuple[Reply, float]:
+    """One call, bounded by the timeout; every failure comes out as a ProviderError."""
+    timeout = provider.options.timeout_s
+    started = time.perf_counter()
+    try:
+        reply = await asyncio.wait_for(provider.call(request), timeout)
+    except ProviderError:
+        raise
+    except TimeoutError:
+        raise ProviderError(
+            "timeout",
+            f"no reply within {timeout:g} s (raise the per-call timeout if the model is slow)",
+            retryable=True,
+        ) from None
+    except Exception as exc:  # noqa: BLE001  (a provider bug or SDK surprise: recorded, never fatal)
+        raise ProviderError("unexpected", scrub(f"{type(exc).__name__}: {exc}"), retryable=False) from None
+    return reply, (time.perf_counter() - started) * 1000.0
+
+
+async def call_with_retry(
+    provider: Provider,
+    request: CallRequest,
+    *,
+    limiter: RateLimiter | None = None,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> CallOutcome:
+    """Call ``provider`` with the shared retry policy; always returns a ``CallOutcome``."""
+    options = provider.options
+    cap = options.max_retry_wait_s
+    rng = rng or random.Random()
+    state = {"attempts": 0, "latency_ms": 0.0}
+
+    def should_retry(exc: BaseException) -> bool:
+        return isinstance(exc, ProviderError) and exc.retryable and not _over_cap(exc, cap)
+
+    def wait(retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, ProviderError) and exc.retry_after is not None:
+            return max(0.0, exc.retry_after)
+        return backoff_wait(retry_state.attempt_number, cap, rng)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(options.max_attempts),
+        wait=wait,
+        retry=retry_if_exception(should_retry),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                state["attempts"] = attempt.retry_state.attempt_number
+                if limiter is not None:
+                    await limiter.acquire()
+                started = time.perf_counter()
+                try:
+                    reply, latency = await _one_attempt(provider, request)
+                finally:
+                    state["latency_ms"] = (time.perf_counter() - started) * 1000.0
+                state["latency_ms"] = latency
+    except ProviderError as error:
+        return CallOutcome(None, _final_error(error, cap, state["attempts"]), **state)
+    return CallOutcome(reply, None, **state)
+
+
+def _final_error(error: ProviderError, cap: float, attempts: int) -> ProviderError:
+    if _over_cap(error, cap):
+        final = ProviderError(
+            "rate_limited",
+            f"{error.message}; the server asked to wait {error.retry_after:g} s, above the cap of "
+            f"{cap:g} s, so the call was not retried (raise max_retry_wait_s, "
+            "CLI --max-retry-wait, to wait that long)",
+            retryable=True,
+            retry_after=error.retry_after,
+            status=error.status,
+        )
+        return scrubbed(final)
+    if error.retryable and attempts > 1:
+        return scrubbed(error, f" (gave up after {attempts} attempts)")
+    return scrubbed(error)
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds the server asked to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or an
+    HTTP date); None when absent or unreadable. ``headers`` is any case-insensitive mapping."""
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after-ms")
+        if value is not None:
+            return max(0.0, float(value) / 1000.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, AttributeError):
+        return None

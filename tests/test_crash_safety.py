@@ -1,0 +1,65 @@
+"""SIGKILL `ingest run` at random moments, then resume: nothing flushed is lost, nothing doubles."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.loopback import OpenAIServer
+from tests.pipeline_helpers import ROOT, cli, make_dataset, store_rows
+
+pytestmark = pytest.mark.slow
+
+
+def _ok_rows(store: Path) -> dict[str, tuple]:
+    rows = store_rows(store, "status = 'ok'")
+    counts = Counter(r["key"] for r in rows)
+    doubled = [k for k, n in counts.items() if n > 1]
+    assert not doubled, f"{len(doubled)} key(s) have two ok rows"
+    return {r["key"]: (r["created_at"], r["raw_text"], r["image_sha256"]) for r in rows}
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", per_cell=40, modalities=("fundus",))  # 80 images
+    manifest = tmp_path / "manifest.csv"
+    cli("ingest", "scan", str(data), "--out", str(manifest), "--no-audit")
+    store = tmp_path / "store"
+    rng = random.Random(20261128)
+    with OpenAIServer(delay=0.08, default=("ok", "Synthetic. Smooth texture.")) as server:
+        spec = f"compat:llava@{server.base_url}"
+        command = [sys.executable, "-m", "ingest", "run", "--manifest", str(manifest), "--model", spec,
+                   "--model", "baseline:forensic", "--store", str(store), "--concurrency", "2",
+                   "--no-progress"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        seen: dict[str, tuple] = {}
+        kills = 0
+        for _trial in range(6):
+            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(1.0, 5.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+            now = _ok_rows(store)  # the store opens and no key is doubled
+            lost = set(seen) - set(now)
+            assert not lost, f"{len(lost)} flushed row(s) lost after a kill"
+            assert all(now[k] == v for k, v in seen.items()), "a flushed row changed"
+            seen = now
+        assert kills >= 5, "the run finished before most kills: make it longer"
+        final = cli(*command[2:], timeout=600)
+        assert final.returncode == 0
+    rows = _ok_rows(store)
+    assert set(seen) <= set(rows)
+    all_ok = store_rows(store, "status = 'ok'")
+    by_model = Counter(r["model"] for r in all_ok)
+    assert by_model == {spec: 80, "baseline:forensic": 80}
+    assert len({(r["model"], r["image_sha256"]) for r in all_ok}) == 160, "each image answered once per model"
