@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from cache.metrics import Filters, group_metrics
 from cache.store import Store, resolve_store

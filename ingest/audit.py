@@ -118,14 +118,19 @@ def _findings(
                 "message": f"no readable {missing} {modality} images: nothing to compare",
             }
         ]
+    # When no image is over the size cap, the sizes sent are the file sizes: report them once.
+    resized = any(fact["size"] != fact["sent_size"] for fact in real + synthetic)
     findings = []
     for attribute, what in ATTRIBUTES.items():
-        found = _compare(
-            modality,
-            what,
-            Counter(fact[attribute] for fact in real),
-            Counter(fact[attribute] for fact in synthetic),
-        )
+        if attribute == "sent_size" and not resized:
+            continue
+        count = {
+            truth: Counter(fact[attribute] for fact in facts)
+            for truth, facts in (("real", real), ("synthetic", synthetic))
+        }
+        found = _compare(modality, what, count["real"], count["synthetic"])
+        if found and attribute == "size" and not resized:
+            found["message"] += " (no image is over the size cap, so the model sees these sizes too)"
         if found:
             findings.append({"attribute": attribute, **found})
     order = {"high": 0, "medium": 1, "info": 2}
@@ -142,7 +147,8 @@ def _compare(modality: str, what: str, real: Counter, synthetic: Counter) -> dic
             text = f"synthetic {modality} images are {_listing(synthetic)} and real ones {_listing(real)}, with no value shared"
         return {"severity": "high", "message": f"{text}: a model could score well by reading the {what}"}
     shares = {
-        value: (real[value] / n_real, synthetic[value] / n_synthetic) for value in set(real) | set(synthetic)
+        value: (real[value] / n_real, synthetic[value] / n_synthetic)
+        for value in sorted(set(real) | set(synthetic))
     }
     value, (real_share, synthetic_share) = max(shares.items(), key=lambda item: abs(item[1][0] - item[1][1]))
     detail = f"{synthetic_share:.0%} of synthetic {modality} images are {value} against {real_share:.0%} of real ones"

@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run"}
     if not args.dry_run:
-        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200)
+        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200, max_side=args.max_side)
     runner = Runner(
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
         prep=PrepOptions(image_format=args.image_format, max_side=args.max_side),
@@ -187,7 +187,7 @@ def format_summary(result, store: Store) -> str:
             errors = sum(t.errors.values())
             labels = ", ".join(f"{k} {v}" for k, v in sorted(t.labels.items()))
             lines.append(f"{name:<40} {t.ok + errors:>7} {t.ok:>6} {errors:>7} {t.cached:>7} "
-                         f"{'$%.4f' % t.cost_usd:>10}  {labels}")
+                         f"{f'${t.cost_usd:.4f}':>10}  {labels}")
             for etype, count in sorted(t.errors.items()):
                 lines.append(f"    error {etype}: {count}")
     if result.image_errors:

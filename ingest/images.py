@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, TiffTags, UnidentifiedImageError
 
-PIL_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "WEBP")
+PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")  # JPEG includes MPO (camera multi-picture)
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 _SIGNATURES = (
     (b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
@@ -130,9 +130,13 @@ def load_image(path: Path, max_pixels: int = PrepOptions.max_pixels) -> Image.Im
         fmt = _format_name(image)
         try:
             image.load()
-            return _normalise_mode(ImageOps.exif_transpose(image))
         except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
             raise _decode_error(path, fmt, exc) from None
+        try:
+            upright = ImageOps.exif_transpose(image)
+        except Exception:  # unreadable EXIF: the orientation is unknown, keep the pixels as stored
+            upright = image
+        return _normalise_mode(upright)
 
 
 def prepare_image(path: Path, options: PrepOptions = PrepOptions()) -> PreparedImage:
@@ -221,10 +225,10 @@ def _open_pil(path: Path, head: bytes, max_pixels: int | None) -> Iterator[Image
         try:
             image = Image.open(handle, formats=PIL_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            # Pillow's own limit (about 89 MP warns, 179 MP fails) fired while reading the header.
-            declared = re.search(r"\((\d+) pixels\)", str(exc))
-            count = f"{int(declared.group(1)):,} pixels" if declared else "too many pixels"
-            raise ImageError(path, "too_large", f"image too large: declares {count}") from None
+            # Pillow's own guard (warns over ~89 MP, fails over ~179 MP) fired on the header alone.
+            numbers = [f"{int(n):,}" for n in re.findall(r"(\d+) pixels", str(exc))] or ["too many", "?"]
+            text = f"image too large: declares {numbers[0]} pixels, Pillow refuses more than {numbers[-1]}"
+            raise ImageError(path, "too_large", text) from None
         except UnidentifiedImageError:
             raise _unidentified(path, head) from None
         except Exception as exc:  # a recognised signature with a broken header
@@ -245,18 +249,14 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> No
 
 def _unidentified(path: Path, head: bytes) -> ImageError:
     fmt = _signature_format(head)
-    if fmt:
-        return ImageError(
-            path, "truncated", f"truncated {fmt} (starts like a {fmt} but its header is cut short or corrupt)"
-        )
-    return ImageError(
-        path, "not_an_image", "not an image MedLens can read (PNG, JPEG, TIFF, BMP, WebP or DICOM)"
-    )
+    if fmt:  # a known signature that Pillow cannot parse: the header is cut short (or corrupt)
+        return ImageError(path, "truncated", f"truncated {fmt} (its header is cut short or corrupt)")
+    return ImageError(path, "not_an_image", "not an image (MedLens reads PNG, JPEG, TIFF, BMP, WebP, DICOM)")
 
 
 def _decode_error(path: Path, fmt: str, exc: BaseException) -> ImageError:
-    detail = str(exc) or type(exc).__name__
-    if "truncat" in detail.lower():
+    detail = " ".join(str(exc).split()) or type(exc).__name__  # pydicom messages span lines
+    if "truncat" in detail.lower() or "less than expected" in detail:
         return ImageError(path, "truncated", f"truncated {fmt} ({detail})")
     return ImageError(path, "decode_error", f"cannot decode {fmt} ({detail})")
 
@@ -334,9 +334,11 @@ def _load_dicom(path: Path, max_pixels: int) -> Image.Image:
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
     dataset = _read_dicom(path, stop_before_pixels=False)
+    size = (int(dataset.get("Columns", 0)), int(dataset.get("Rows", 0)))
     if not any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ImageError(path, "no_pixel_data", "DICOM file has no pixel data (not an image object)")
-    _check_size(path, (int(dataset.get("Columns", 0)), int(dataset.get("Rows", 0))), max_pixels)
+        hint = f"; its header describes a {size[0]}x{size[1]} image: cut short?" if all(size) else ""
+        raise ImageError(path, "no_pixel_data", f"DICOM file has no pixel data (not an image object{hint})")
+    _check_size(path, size, max_pixels)
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     try:
         pixels = pixel_array(dataset, index=0)
@@ -368,11 +370,7 @@ def _describe_dicom(path: Path) -> dict[str, Any]:
         mode = "L" if bits_allocated <= 8 else "I;16"
     else:
         mode = "P" if photometric == "PALETTE COLOR" else "RGB"
-    keywords = sorted(
-        element.keyword
-        for element in dataset
-        if element.keyword and element.tag.group not in (0x0002, 0x0028)
-    )
+    keywords = sorted(e.keyword for e in dataset if e.keyword and e.tag.group not in (0x0002, 0x0028))
     return {
         "format": "DICOM", "width": int(dataset.get("Columns", 0)), "height": int(dataset.get("Rows", 0)),
         "mode": mode, "bit_depth": int(dataset.get("BitsStored", bits_allocated) or bits_allocated),

@@ -2,7 +2,8 @@
 
 Layout that `scan_dataset` reads: DATASET_DIR/<modality>/<real|synthetic>/[<source>/]...<image>.
 - The truth folder name is matched case-insensitively (`Real/` counts as `real`).
-- Hidden files and folders (name starting with ".") are skipped everywhere.
+- Hidden files and folders (name starting with ".") are skipped everywhere. Symlinked folders are
+  followed (each real folder is read once, so a link loop cannot hang the scan).
 - Folders that hold no images (for example LICENSES/) are ignored. An image whose truth cannot be read
   from its place (directly under DATASET_DIR or a modality folder, or inside a folder other than
   real/synthetic) is an error, not a silent skip: leaving images out would bias the study.
@@ -78,7 +79,14 @@ def scan_dataset(root: Path) -> list[ManifestRow]:
 
 
 def _walk_images(root: Path) -> Iterable[Path]:
-    for folder, dirs, files in os.walk(root):
+    """Image files under root in sorted order; symlinked folders are followed, each real folder once."""
+    visited: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symlink loop, or a second link to the same folder
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and is_image_file(Path(folder, name)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 import uuid
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
-from ingest.images import ImageError, PrepOptions, PreparedImage, make_thumbnail, prepare_image
+from ingest.images import ImageError, PreparedImage, PrepOptions, make_thumbnail, prepare_image
 from ingest.manifest import ManifestRow
 from ingest.memo import PrepMemo
 from ingest.parse import parse_answer
@@ -78,12 +79,14 @@ class ImageCache:
     def __init__(self, options: PrepOptions, store: Store, capacity: int = 256):
         self.options, self.store, self.capacity = options, store, capacity
         self._items: OrderedDict[str, PreparedImage] = OrderedDict()
+        self._lock = threading.Lock()  # used from worker threads (asyncio.to_thread)
 
     def put(self, prepared: PreparedImage) -> None:
-        self._items[prepared.sha256] = prepared
-        self._items.move_to_end(prepared.sha256)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[prepared.sha256] = prepared
+            self._items.move_to_end(prepared.sha256)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
     def prepare(self, path: Path) -> PreparedImage:
         prepared = prepare_image(path, self.options)
@@ -92,7 +95,8 @@ class ImageCache:
         return prepared
 
     def get(self, item: ImageItem) -> PreparedImage:
-        found = self._items.get(item.sha256 or "")
+        with self._lock:
+            found = self._items.get(item.sha256 or "")
         if found is not None:
             return found
         prepared = self.prepare(item.path)

@@ -6,7 +6,9 @@ behaviours consumed one per request, then ``default`` for every later request.
 
 Behaviours (tuples):
     ("ok", text)                    a normal answer (Gemini: finishReason STOP)
-    ("status", code, headers, msg)  an error status with a provider-shaped JSON error body
+    ("status", code, headers, msg, extra)
+                                    an error status with a provider-shaped JSON error body
+                                    (headers, msg and extra optional; extra merges into "error")
     ("sleep", seconds)              wait, then answer ok (a slow reply)
     ("malformed",)                  200 with a truncated JSON body
     ("drop",)                       close the connection without answering
@@ -15,9 +17,9 @@ Behaviours (tuples):
     ("no_json_schema",)             OpenAI: 400 saying response_format json_schema is unsupported
     ("safety",)                     Gemini: finishReason SAFETY, no text
     ("blocked_prompt", reason)      Gemini: promptFeedback.blockReason, no candidates
-    ("empty_candidates",)           Gemini: candidates [] and no block reason
+    ("empty_candidates",)           Gemini: candidates [] and no block reason; OpenAI: choices []
 
-Every request is recorded in ``server.requests`` (path, headers, parsed JSON body) unless
+Every request is recorded in ``server.requests`` (path, lower-cased headers, parsed JSON body) unless
 ``record=False`` (the benchmark). ``delay`` adds a fixed wait before every answer.
 """
 
@@ -30,8 +32,11 @@ import io
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+import pytest
 
 USAGE_IN, USAGE_OUT = 1234, 56
 OPENAI_VERSION_SUFFIX = "-2024-08-06"
@@ -61,7 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             with owner.lock:
                 owner.requests.append(
-                    {"path": self.path, "headers": dict(self.headers.items()), "body": body}
+                    {
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
                 )
         if owner.delay:
             time.sleep(owner.delay)
@@ -93,7 +102,7 @@ class LoopbackServer:
         self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def port(self) -> int:
@@ -129,8 +138,10 @@ class LoopbackServer:
             handler.send_json(200, b'{"choices": [{"index": 0, "message": {"role": "assist')
             return
         if kind == "status":
-            code, headers, message = (list(args) + [{}, "scripted failure"])[:3]
-            handler.send_json(code, self.error_body(code, message), headers)
+            code, headers, message, extra = (list(args) + [{}, "scripted failure", {}][len(args) - 1 :])[:4]
+            body = self.error_body(code, message)
+            body["error"].update(extra)
+            handler.send_json(code, body, headers)
             return
         handler.send_json(200, self.answer(kind, args, handler, body))
 
@@ -166,6 +177,8 @@ class OpenAIServer(LoopbackServer):
 
     def answer(self, kind: str, args: tuple, handler: _Handler, body: Any) -> dict[str, Any]:
         content, refusal, finish = (args[0] if args else DEFAULT_TEXT), None, "stop"
+        if kind == "empty_candidates":  # the OpenAI twin of Gemini's empty candidates
+            return {"id": "chatcmpl-loopback", "object": "chat.completion", "model": "m", "choices": []}
         if kind == "content_filter":
             content, finish = None, "content_filter"
         elif kind == "refusal":
@@ -278,8 +291,78 @@ def make_png(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def pixels(data: bytes) -> list[tuple[int, ...]]:
+def pixels(data: bytes) -> tuple[tuple[int, int], bytes]:
+    """(size, raw RGB bytes) of an encoded image, for comparing what was sent with what was meant."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        return list(image.convert("RGB").getdata())
+        return image.size, image.convert("RGB").tobytes()
+
+
+# --- fixtures: bind them in a test module, ``openai_server = loopback.openai_server`` -------------
+
+OPENAI_TEST_KEY = "sk-test-loopback-0123456789abcdef"
+GEMINI_TEST_KEY = "AIzaTestLoopback0123456789abcdefghij"
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    """An OpenAIServer with OPENAI_BASE_URL and a fake OPENAI_API_KEY pointing at it."""
+    with OpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
+        yield server
+
+
+@pytest.fixture
+def gemini_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiServer]:
+    """A GeminiServer with GOOGLE_GEMINI_BASE_URL and a fake GEMINI_API_KEY pointing at it."""
+    with GeminiServer() as server:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.base_url)
+        monkeypatch.setenv("GEMINI_API_KEY", GEMINI_TEST_KEY)
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        yield server
+
+
+class FakeSleep:
+    """An injectable ``sleep`` that records the waits and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def run_call(provider: Any, request: Any, sleep: FakeSleep | None = None, **kwargs: Any) -> Any:
+    """``call_with_retry`` in a fresh event loop, then close the provider's client."""
+    import asyncio
+
+    from ingest.providers.retry import call_with_retry
+
+    async def go() -> Any:
+        try:
+            return await call_with_retry(provider, request, sleep=sleep or FakeSleep(), **kwargs)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(go())
+
+
+def make_request(
+    image: bytes | None = None, prompt: str = "Is this image real or synthetic?", **kw: Any
+) -> Any:
+    """A CallRequest for a PNG (a fresh 64x48 one unless given)."""
+    import hashlib
+
+    from ingest.providers.base import CallRequest
+
+    image = image if image is not None else make_png()
+    return CallRequest(
+        image=image,
+        mime="image/png",
+        image_sha256=hashlib.sha256(image).hexdigest(),
+        prompt_id="paper",
+        prompt_text=prompt,
+        **kw,
+    )

@@ -178,14 +178,14 @@ class Provider(ABC):
     def concurrency(self) -> int:
         return self.options.concurrency or self.default_concurrency
 
-    async def prepare(self, items: list[Any]) -> None:
+    async def prepare(self, items: list[Any]) -> None:  # noqa: B027 - optional hook
         """Called once before the calls of a run with every manifest item (the baseline trains)."""
 
     @abstractmethod
     async def call(self, request: CallRequest) -> Reply:
         """Make one call (no retries). Raise ProviderError on failure."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients."""
 
 

@@ -52,6 +52,8 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("clipped_fraction", "clipped-pixel fraction", "share of pixels at 0 or 255 (background, saturation)"),
 )
 FEATURE_NAMES = tuple(name for name, _, _ in FEATURES)
+# Correlated cues can push against their own class medians; say what an arrow means.
+ARROWS = "Arrows: each cue's push in this fold's model, given the other cues."
 
 
 @dataclass(frozen=True)
@@ -174,13 +176,17 @@ def _explain(row: np.ndarray, contribution: np.ndarray, typical: np.ndarray) -> 
 def score_modality(
     modality: str, truths: list[str], features: np.ndarray, groups: list[str]
 ) -> list[Verdict]:
-    """Out-of-fold verdicts for the images of one modality (rows in the caller's order)."""
-    n_real, n_synth = truths.count("real"), truths.count("synthetic")
+    """Out-of-fold verdicts for the images of one modality (rows in the caller's order).
+
+    Rows with the same group (sha256) always share a fold; classes are counted in distinct images.
+    """
+    distinct = set(zip(groups, truths, strict=True))
+    n_real, n_synth = (sum(truth == cls for _, truth in distinct) for cls in TRUTHS)
     if min(n_real, n_synth) < MIN_PER_CLASS:
         why = (
             f"Not scored: the forensic baseline needs at least {MIN_PER_CLASS} real and {MIN_PER_CLASS} "
             f"synthetic {modality} images to train out-of-fold; this run has {n_real} real and {n_synth} "
-            "synthetic."
+            "synthetic distinct images."
         )
         return [Verdict("uncertain", None, None, why, "too few training images", None)] * len(truths)
     target = np.array([1 if truth == "synthetic" else 0 for truth in truths])
@@ -205,7 +211,7 @@ def score_modality(
         for row, p, contribution in zip(test, p_synth.tolist(), contributions, strict=True):
             label = "synthetic" if p >= 0.5 else "real"
             cues, short = _explain(features[row], contribution, typical)
-            text = f"{trained_on} P(synthetic)={p:.3f}. Strongest cues: {cues}."
+            text = f"{trained_on} P(synthetic)={p:.3f}. {ARROWS} Strongest cues: {cues}."
             verdicts[row] = Verdict(label, max(p, 1 - p), p, text, short, fold)
     return [verdict for verdict in verdicts if verdict is not None]
 
@@ -299,5 +305,5 @@ def _measure(item: BaselineItem) -> np.ndarray | str:
     """Features of one item, or the reason they could not be computed (a failure is data, not a crash)."""
     try:
         return image_features(item.load())
-    except Exception as exc:  # noqa: BLE001 - any undecodable image becomes a per-image error
+    except Exception as exc:  # any undecodable image becomes a per-image error
         return f"{type(exc).__name__}: {exc}"

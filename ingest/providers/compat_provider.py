@@ -14,6 +14,7 @@ import os
 from typing import ClassVar
 
 from ingest.providers.openai_provider import OpenAIProvider
+from ingest.providers.retry import register_key_env
 
 DEFAULT_KEY_ENV = "MEDLENS_COMPAT_API_KEY"
 
@@ -27,7 +28,9 @@ class CompatProvider(OpenAIProvider):
 
     def key_env(self) -> str:
         """The env var that holds this server's key (optional)."""
-        return str(self.options.extra.get("api_key_env") or DEFAULT_KEY_ENV)
+        name = str(self.options.extra.get("api_key_env") or DEFAULT_KEY_ENV)
+        register_key_env(name)  # its value is scrubbed from every message
+        return name
 
     def api_key(self) -> str | None:
         return os.environ.get(self.key_env()) or None

@@ -57,7 +57,7 @@ def _enum_name(value: Any) -> str | None:
     return str(getattr(value, "value", None) or getattr(value, "name", None) or value)
 
 
-def read_reply(response: types.GenerateContentResponse) -> Reply:
+def read_reply(response: types.GenerateContentResponse, where: str = "gemini") -> Reply:
     """Text, finish/block reason, model version and usage of a generateContent response."""
     usage = response.usage_metadata
     output = None
@@ -76,7 +76,7 @@ def read_reply(response: types.GenerateContentResponse) -> Reply:
     if not response.candidates:
         raise ProviderError(
             "empty_reply",
-            "the API answered with no candidates and no block reason (nothing to parse)",
+            f"{where}: the API answered with no candidates and no block reason (nothing to parse)",
             retryable=False,
         )
     candidate = response.candidates[0]
@@ -178,7 +178,7 @@ class GeminiProvider(Provider):
         except ValueError as exc:  # json.JSONDecodeError / pydantic: a 200 with a broken body
             message = f"{self.spec.raw}: the server's reply is not valid JSON ({exc})"
             raise ProviderError("malformed_reply", scrub(message[:_MAX_MESSAGE]), retryable=True) from None
-        return read_reply(response)
+        return read_reply(response, self.spec.raw)
 
     async def _generate(self, request: CallRequest, *, structured: bool) -> types.GenerateContentResponse:
         return await self.client().aio.models.generate_content(

@@ -142,11 +142,12 @@ class OpenAIProvider(Provider):
             kwargs["response_format"] = RESPONSE_FORMAT
         return kwargs
 
-    @staticmethod
-    def read_reply(response: Any) -> Reply:
+    def read_reply(self, response: Any) -> Reply:
         """Text, finish reason, refusal, model version and usage of a ChatCompletion."""
         if not getattr(response, "choices", None):
-            raise ProviderError("empty_reply", "the API answered with no choices", retryable=False)
+            raise ProviderError(
+                "empty_reply", f"{self.where()}: the API answered with no choices", retryable=False
+            )
         choice = response.choices[0]
         message = choice.message
         usage = getattr(response, "usage", None)
@@ -177,7 +178,7 @@ class OpenAIProvider(Provider):
         except ValueError as exc:  # json.JSONDecodeError: a 200 with a broken body
             raise ProviderError(
                 "malformed_reply",
-                scrub(f"the server's reply is not valid JSON ({exc})"),
+                scrub(f"{self.where()}: the server's reply is not valid JSON ({exc})"[:_MAX_MESSAGE]),
                 retryable=True,
             ) from None
         return self.read_reply(response)

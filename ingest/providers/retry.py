@@ -86,18 +86,24 @@ class RateLimiter:
 KEY_ENVS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "MEDLENS_COMPAT_API_KEY")
 _SECRET_ENV_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET)$")
 _KEY_PATTERNS = (
-    re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),  # OpenAI and most OpenAI-compatible servers
-    re.compile(r"AIza[0-9A-Za-z_\-]{10,}"),  # Google API keys
+    re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"),  # OpenAI and most OpenAI-compatible servers
+    re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{20,}"),  # Google API keys
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{6,}"),
     re.compile(r"(?i)([?&](?:key|api_key|apikey)=)[^&\s'\"]+"),
     re.compile(r"(?i)((?:x-goog-api-key|api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
 )
 REDACTED = "[redacted]"
+_EXTRA_KEY_ENVS: set[str] = set()
+
+
+def register_key_env(name: str) -> None:
+    """Scrub the value of env var ``name`` too (a key env chosen by the user, e.g. for compat)."""
+    _EXTRA_KEY_ENVS.add(name)
 
 
 def scrub(text: str) -> str:
     """Remove API keys from ``text``: values of key env vars and anything shaped like a key."""
-    names = set(KEY_ENVS) | {n for n in os.environ if _SECRET_ENV_NAME.search(n)}
+    names = set(KEY_ENVS) | _EXTRA_KEY_ENVS | {n for n in os.environ if _SECRET_ENV_NAME.search(n)}
     # Longest first, so a key that contains another is removed whole.
     values = sorted({os.environ.get(n, "") for n in names}, key=len, reverse=True)
     for value in values:
@@ -146,11 +152,12 @@ async def _one_attempt(provider: Provider, request: CallRequest) -> tuple[Reply,
     except TimeoutError:
         raise ProviderError(
             "timeout",
-            f"no reply within {timeout:g} s (raise the per-call timeout if the model is slow)",
+            f"{provider.spec.raw}: no reply within {timeout:g} s (raise the per-call timeout if the model is slow)",
             retryable=True,
         ) from None
     except Exception as exc:  # noqa: BLE001  (a provider bug or SDK surprise: recorded, never fatal)
-        raise ProviderError("unexpected", scrub(f"{type(exc).__name__}: {exc}"), retryable=False) from None
+        message = f"{provider.spec.raw}: {type(exc).__name__}: {exc}"
+        raise ProviderError("unexpected", scrub(message), retryable=False) from None
     return reply, (time.perf_counter() - started) * 1000.0
 
 

@@ -1,0 +1,327 @@
+"""Tests for ingest.parse: answers phrased the way GPT-4-class, Gemini and open models phrase them."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import timeit
+
+import pytest
+
+from ingest.parse import ParsedAnswer, parse_answer
+
+# (answer text, expected label). Grouped by the style of model that writes this way.
+GPT_STYLE = [
+    (
+        "I'm not able to determine with certainty whether an image is real or synthetic. However, based on "
+        "the visual characteristics, this appears to be a genuine retinal fundus photograph. The optic disc "
+        "is well defined and the vessels branch naturally.",
+        "real",
+    ),
+    (
+        "As an AI developed by OpenAI, I can't provide a medical diagnosis. However, I can describe the "
+        "image: it shows a posteroanterior chest radiograph with clear lung fields.",
+        "refused",
+    ),
+    (
+        "### Real or Synthetic?\nThe image appears to be **synthetic**. The vessel pattern is unusually "
+        "symmetric.\n\n### Interpretation\n- Modality: colour fundus photograph\n- No haemorrhages seen.",
+        "synthetic",
+    ),
+    ("I'm sorry, I can't help with identifying or making assessments about medical images.", "refused"),
+    (
+        "Determining whether a medical image is real or synthetic can be challenging. That said, this image "
+        "shows characteristics consistent with a real chest radiograph: natural quantum noise and "
+        "anatomically plausible rib spacing.",
+        "real",
+    ),
+    ("Based on my analysis, I would classify this image as **synthetic** (AI-generated).", "synthetic"),
+    ("This image is likely AI-generated. Key indicators include overly smooth lung texture.", "synthetic"),
+    ("It is impossible to tell with certainty if this image was synthetically generated.", "uncertain"),
+    ("I cannot say with certainty whether this image is real or synthetic.", "uncertain"),
+    (
+        "As an AI language model, I can\u2019t determine if an image is real or synthetic without "
+        "additional information.",
+        "uncertain",
+    ),
+    ("I'm sorry, but I can't assist with analyzing medical images.", "refused"),
+    ("I'm unable to assist with this request.", "refused"),
+    ("I cannot provide medical diagnoses. Please consult a qualified ophthalmologist.", "refused"),
+    (
+        "As an AI, I cannot provide medical diagnoses, but this image appears to be a real chest X-ray "
+        "with a normal cardiac silhouette.",
+        "real",
+    ),
+    ("This appears to be a synthetic image, but I cannot be certain.", "synthetic"),
+    ("It's hard to be certain, but this appears to be a real fundus photograph.", "real"),
+]
+
+GEMINI_STYLE = [
+    (
+        "**Classification:** Synthetic\n\n**Interpretation:**\n* **Modality:** Colour fundus photograph\n"
+        "* **Findings:** Optic disc with an unusually sharp margin.",
+        "synthetic",
+    ),
+    ("**Real or Synthetic:** Real\n\n**Reasoning:** The image exhibits natural sensor noise.", "real"),
+    (
+        "Based on the image provided, it appears to be a **real** chest X-ray.\n\n**Here's why:**\n"
+        "* Natural variation in bone density\n* Realistic soft tissue shadows",
+        "real",
+    ),
+    (
+        "**Answer:** Synthetic\n\n**Explanation:** While the image looks realistic, the ribs merge.",
+        "synthetic",
+    ),
+    ("This is a **synthetic** image. Here's a breakdown:\n\n* **Unnatural vessel branching**", "synthetic"),
+    (
+        "It is difficult to definitively determine whether this image is real or synthetic based solely on "
+        "visual inspection. However, several features suggest it may be synthetic:\n\n* Overly uniform "
+        "illumination\n* Repeating vessel patterns",
+        "synthetic",
+    ),
+    ("**Classification:** AI-generated (diffusion model)", "synthetic"),
+    ("## Verdict\n\nReal\n\n## Findings\nNormal macula.", "real"),
+    ("* **Real or synthetic?** Synthetic\n* **Confidence:** Medium", "synthetic"),
+]
+
+OPEN_MODEL_STYLE = [
+    ("Real.", "real"),
+    ("Synthetic", "synthetic"),
+    ("REAL", "real"),
+    ("real", "real"),
+    ("Fake.", "synthetic"),
+    ("Not real.", "synthetic"),
+    ("Uncertain. The image is too blurry to judge.", "uncertain"),
+    ("Synthetic (AI-generated)", "synthetic"),
+    ("1. Real\n2. Fundus photograph of a left eye, normal optic disc.", "real"),
+    ("1. Synthetic\n2. Chest X-ray, PA view, no consolidation.", "synthetic"),
+    ("The image is real.", "real"),
+    ("This is a synthetic image.", "synthetic"),
+    ("It's a genuine fundus photograph.", "real"),
+    ("Real - this is an authentic fundus photograph from a patient.", "real"),
+    (
+        "The image is a fundus photograph of a human eye. It appears to be a real photograph, as it shows "
+        "the optic disc, macula and blood vessels.",
+        "real",
+    ),
+    ("Answer: REAL", "real"),
+    ("Verdict \u2014 synthetic", "synthetic"),
+    ("Classification: AI-generated", "synthetic"),
+    ("Label: computer-generated", "synthetic"),
+    ("THIS IMAGE IS SYNTHETIC.", "synthetic"),
+    ("I believe this is an authentic chest radiograph.", "real"),
+    (
+        "I'm not able to provide medical advice or diagnose conditions. If you have concerns, consult a "
+        "healthcare professional.",
+        "refused",
+    ),
+]
+
+NEGATIONS = [
+    ("This is not synthetic.", "real"),
+    ("There are no signs of AI generation.", "real"),
+    ("The image does not appear to be generated by a diffusion model.", "real"),
+    ("There is no evidence that this image is synthetic.", "real"),
+    ("This is not a real photograph.", "synthetic"),
+    ("It isn't real.", "synthetic"),
+    ("It isn\u2019t real.", "synthetic"),  # curly apostrophe
+    ("I don't think this image is synthetic.", "real"),
+    ("There's nothing to suggest it isn't genuine.", "real"),  # double negation
+    ("It's not unlikely that this image is synthetic.", "synthetic"),  # double negation
+    ("It cannot be real: the vessels end abruptly.", "synthetic"),
+    ("This is not a real photograph; it was generated by a GAN.", "synthetic"),
+    ("The image is real, not synthetic.", "real"),
+    ("Synthetic rather than real.", "synthetic"),
+    ("There are no signs of AI generation; the noise is consistent with a real camera sensor.", "real"),
+    ("The image is not blurry and appears real.", "real"),  # "not" does not reach past "and"
+]
+
+TRICKY = [
+    ("Realistic-looking but synthetic.", "synthetic"),
+    ("The image is highly realistic, with real-world lighting, but it is AI-generated.", "synthetic"),
+    ("In real life, fundus photographs show more noise; this one is synthetic.", "synthetic"),
+    ("Although it looks real at first glance, closer inspection reveals it is synthetic.", "synthetic"),
+    ("Although it appears real, it is synthetic.", "synthetic"),
+    (
+        "This looks like a real retinal image... however, the vessel pattern suggests it was generated by "
+        "a GAN.",
+        "synthetic",
+    ),
+    ("The image appears real. The image appears synthetic.", "uncertain"),  # no way to decide
+    ("It could be real, but it might also be synthetic.", "uncertain"),
+    ("It could be either, but I lean towards real.", "real"),
+    ("It could be either.", "uncertain"),
+    ("I am not sure whether this is real.", "uncertain"),
+    ("Without more context, I cannot determine whether this is real or synthetic.", "uncertain"),
+    ("It is impossible to tell whether this X-ray is real.", "uncertain"),
+    (
+        "This image appears to be synthetic. A real fundus photograph would show more sensor noise.",
+        "synthetic",
+    ),
+    ("Synthetic images often show smooth textures. Real images have grain.", "unparseable"),  # generic only
+    ("The image shows a real-world clinical setting with a fundus camera.", "unparseable"),
+    ("Answer: Synthetic\nThe disc looks odd.\nFinal answer: Real", "real"),  # the last labelled verdict wins
+    ("This is a real fundus image, not a synthetic one.", "real"),
+    (
+        "Is this image real or synthetic? It closely resembles a real photograph but is synthetic.",
+        "synthetic",
+    ),
+    ("The optic disc and macula are normal. No haemorrhages or exudates.", "unparseable"),
+]
+
+JSON_STYLE = [
+    ('```json\n{"label": "synthetic", "confidence": 85, "interpretation": "Drusen."}\n```', "synthetic"),
+    ('{"label": "real", "confidence": 0.7, "interpretation": "Normal chest X-ray."}', "real"),
+    ('Sure! Here is the JSON:\n{"label": "real", "confidence": 0.6}', "real"),
+    ('{"is_synthetic": true, "confidence": 0.9}', "synthetic"),
+    ('{"is_synthetic": false}', "real"),
+    ('{"classification": "AI-generated"}', "synthetic"),
+    ('{"verdict": "Not synthetic"}', "real"),
+    ('{"answer": "computer-generated"}', "synthetic"),
+    ('{"label": "cannot determine"}', "uncertain"),
+    ('{"label": "unknown", "confidence": 0.5}', "uncertain"),
+    ('{"prediction": "GAN"}', "synthetic"),
+    ('{"Real or Synthetic": "Real image"}', "real"),
+    ('{"result": {"label": "natural"}}', "real"),  # nested one level
+    ("{'label': 'Synthetic', 'confidence': 'high',}", "synthetic"),  # Python-style, trailing comma
+    (
+        '{"label": "synthetic", "confidence": 0.8, "interpretation": "Fundus image with',
+        "synthetic",
+    ),  # truncated
+    ('{"label": "fundus", "interpretation": "This image appears to be AI-generated."}', "synthetic"),
+    ('{"label": "maybe", "interpretation": "Normal retina."}', "unparseable"),
+    ('[{"label": "real"}]', "real"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "label"), GPT_STYLE + GEMINI_STYLE + OPEN_MODEL_STYLE + NEGATIONS + TRICKY + JSON_STYLE
+)
+def test_label(text: str, label: str) -> None:
+    assert parse_answer(text).label == label
+
+
+@pytest.mark.parametrize(
+    ("text", "finish_reason", "refusal", "label"),
+    [
+        ("", "SAFETY", None, "refused"),
+        (None, "content_filter", None, "refused"),
+        ("", "blockReason: PROHIBITED_CONTENT", None, "refused"),
+        ("", "RECITATION", None, "refused"),
+        ("   ", "Blocked", None, "refused"),
+        (None, None, "I'm sorry, I can't assist with that.", "refused"),
+        ("", "stop", None, "unparseable"),
+        (None, None, None, "unparseable"),
+        ("", "MAX_TOKENS", None, "unparseable"),
+        ("The image shows a", "SAFETY", None, "refused"),  # partial text cut by a filter, no verdict
+        ("Synthetic. The fundus", "SAFETY", None, "synthetic"),  # the verdict got out before the cut
+        ("Real.", "stop", "", "real"),  # an empty refusal field is no refusal
+    ],
+)
+def test_empty_and_blocked(
+    text: str | None, finish_reason: str | None, refusal: str | None, label: str
+) -> None:
+    answer = parse_answer(text, finish_reason, refusal)
+    assert answer.label == label
+    if not (text or "").strip():
+        assert answer == ParsedAnswer(label, None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "confidence"),
+    [
+        ('```json\n{"label": "synthetic", "confidence": 85, "interpretation": "x"}\n```', 0.85),
+        ('{"label": "real", "confidence": 0.7}', 0.7),
+        ('{"label": "real", "confidence": "85%"}', 0.85),
+        ('{"label": "real", "confidence": "high"}', 0.9),
+        ('{"label": "real", "confidence": "low"}', 0.3),
+        ('{"label": "real", "confidence": 150}', None),  # out of range is not a confidence
+        ('{"label": "real", "confidence": 1}', 1.0),
+        ('{"label": "real"}', None),
+        ("Real or synthetic: Real\nConfidence: 85%\nInterpretation: Normal fundus.", 0.85),
+        ("I am 90% sure this is synthetic.", 0.9),
+        ("I'm about 70% confident it is real.", 0.7),
+        ("Synthetic. Confidence: 0.65", 0.65),
+        ("Synthetic. Confidence: 8/10", 0.8),
+        ("**Verdict:** Real (confidence: high)", 0.9),
+        ("* **Real or synthetic?** Synthetic\n* **Confidence:** Medium", 0.6),
+        ("I think this is real, with low confidence.", 0.3),
+        ("This is a synthetic image.", None),
+        ("Real. 30% of patients with this finding progress.", None),  # a percentage that is not confidence
+    ],
+)
+def test_confidence(text: str, confidence: float | None) -> None:
+    assert parse_answer(text).confidence == (pytest.approx(confidence) if confidence is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("text", "interpretation"),
+    [
+        (
+            "**Classification:** Synthetic\n\n**Interpretation:**\n* Optic disc sharp.\n* No exudates.",
+            "* Optic disc sharp.\n* No exudates.",
+        ),
+        ("Real or synthetic: Real\nConfidence: 85%\nInterpretation: Normal fundus.", "Normal fundus."),
+        ("Real.\n\nThe fundus shows a healthy optic disc.", "The fundus shows a healthy optic disc."),
+        ("Synthetic (AI-generated). The ribs merge unnaturally.", "The ribs merge unnaturally."),
+        ("Real - normal PA chest radiograph.", "normal PA chest radiograph."),
+        (
+            "1. Synthetic\n2. Chest X-ray, PA view, no consolidation.",
+            "2. Chest X-ray, PA view, no consolidation.",
+        ),
+        ("This appears to be a real chest X-ray. The lungs are clear.", "The lungs are clear."),
+        (
+            "The lungs are clear and the heart is normal in size.\n\n**Verdict:** Real\n**Confidence:** 80%",
+            "The lungs are clear and the heart is normal in size.",
+        ),
+        (
+            "## Findings\nMild cardiomegaly.\n\n## Verdict\nSynthetic",
+            "Mild cardiomegaly.",
+        ),
+        (
+            '{"label": "synthetic", "confidence": 0.8, "interpretation": "Fundus image with',
+            "Fundus image with",
+        ),
+        ("Real.", None),
+        ("I'm sorry, but I can't help with that.", None),
+        (
+            '{"label": "real"}\nThe image shows a normal chest radiograph with clear costophrenic angles.',
+            "The image shows a normal chest radiograph with clear costophrenic angles.",
+        ),
+        ('Here is my answer: {"label": "real", "confidence": 0.7} Hope this helps.', None),
+        (
+            "The optic disc and macula are normal. No haemorrhages.",
+            "The optic disc and macula are normal. No haemorrhages.",
+        ),
+    ],
+)
+def test_interpretation(text: str, interpretation: str | None) -> None:
+    assert parse_answer(text).interpretation == interpretation
+
+
+def test_json_interpretation_is_exactly_the_field() -> None:
+    field = '  Colour fundus photograph.\nOptic disc: sharp margin; "cup" 0.3.\n  Macula: drusen.  '
+    text = (
+        "```json\n"
+        + json.dumps({"label": "synthetic", "confidence": 0.85, "interpretation": field})
+        + "\n```"
+    )
+    answer = parse_answer(text + "\nLet me know if you need more detail.")
+    assert answer == ParsedAnswer("synthetic", 0.85, field)
+
+
+def test_json_interpretation_falls_back_to_description() -> None:
+    answer = parse_answer('{"verdict": "real", "description": "PA chest film.", "reasoning": "grain"}')
+    assert answer == ParsedAnswer("real", None, "PA chest film.")
+
+
+def test_parse_is_fast_on_a_1kb_answer() -> None:
+    text = (
+        "**Classification:** Synthetic\n\n**Interpretation:**\n"
+        + "* The fundus shows a well-defined optic disc and a normal macula without exudates.\n" * 11
+        + "It is difficult to be certain, but the vessel pattern suggests it was generated by a GAN."
+    )
+    assert 900 <= len(text) <= 1200
+    runs = timeit.repeat(lambda: parse_answer(text), number=200, repeat=5)
+    per_call = statistics.median(runs) / 200
+    assert per_call < 1e-3  # generous bound (target < 100 us) so a loaded CI machine does not flake
