@@ -168,9 +168,10 @@ class Store:
         con = duckdb.connect()
         try:
             files = [str(p) for p in parts]
-            table = con.execute(
-                "SELECT * FROM read_parquet(?, union_by_name=true) ORDER BY created_at", [files]
-            ).fetch_arrow_table()
+            table = con.sql(
+                "SELECT * FROM read_parquet($files, union_by_name=true) ORDER BY created_at",
+                params={"files": files},
+            ).to_arrow_table()
         finally:
             con.close()
         self.write_part(table)

@@ -8,7 +8,8 @@ Evidence is taken in this order; the first step that yields a label wins:
    label. A JSON label that does not map falls back to the prose rules on the whole text.
 3. Labelled lines ("Verdict: X", "**Real or synthetic:** X", "Answer: REAL", a header with X on the
    next line). The last committed one (real/synthetic) wins, as it is usually the final answer.
-4. A reply that opens with the verdict ("Real.", "1. Synthetic (AI-generated)", "Not real.").
+4. A reply that opens with a verdict word ("Real.", "1. Synthetic (AI-generated)", "Not real."): the
+   prompts ask for exactly that, so the first word is the verdict whatever follows.
 5. The prose, clause by clause (`_scan`):
    - A verdict term counts only in a verdict context: after a copula or judgement cue ("is", "appears
      to be", "likely", "I believe", "not"), or as a clause of its own ("Definitely synthetic.").
@@ -18,18 +19,18 @@ Evidence is taken in this order; the first step that yields a label wins:
      "no signs of AI generation"); an even number does not ("nothing suggests it isn't genuine").
    - A committed verdict beats a hedge, a hedge beats a refusal: "It's hard to be certain, but this
      appears real" is real; "As an AI I cannot provide diagnoses" with no verdict is refused.
-   - Hedges naming both options ("could be either", "might also be") void the verdicts of their
-     sentence, except those after a later "but"/"however" ("could be either, but I lean real").
+   - Hedges naming both options ("could be either", "might also be", "neither real nor synthetic")
+     void the verdicts of their sentence, except those after a later "but"/"however".
    - Conflicting verdicts: each weighs 1, minus 1 when conceded or about looks only ("although it
      looks real", "looks like a real..."), plus 1 after a concluding or contrast marker ("however",
      "but", "overall", "ultimately"). The heaviest verdicts decide; if they still disagree, the last
      one wins when it is a stated conclusion (weight 2), otherwise the answer is uncertain.
 A blocking finish reason on text that yields no label -> refused.
-A blocking finish reason on text that yields no label -> refused.
 
-Speed: all scanning runs on lowercased text with patterns that begin with a literal, so `re` can skip
-ahead by first character (a leading \b or IGNORECASE makes it try every position, ~10x slower); word
-starts are checked in Python (`_hits`). About 50-100 us for a 1 KB answer.
+Speed (it runs over every stored answer): all scanning is on lowercased text, with patterns whose
+branches each begin with a literal character, grouped by that character (`_trie`). `re` then skips
+ahead by first character; a leading \\b or IGNORECASE would make it try every position (~10x slower).
+Word starts are checked in Python instead (`_hits`). About 20-80 us for a 1 KB answer.
 """
 
 from __future__ import annotations
@@ -51,21 +52,44 @@ class ParsedAnswer:
     interpretation: str | None  #: the model's interpretation of the image, None when absent
 
 
+def _branches(words: str, tail: str = r"\b") -> list[str]:
+    """Space-separated alternatives ("_" stands for whitespace), each followed by `tail`."""
+    return [word.replace("_", r"\s+") + tail for word in words.split()]
+
+
+def _trie(branches: list[str]) -> re.Pattern[str]:
+    """One pattern for the branches, grouped by first letter: c(?:an't...|ould...)|u(?:nable...)|...
+
+    Every branch starts with a literal, so `re` skips ahead by first character and, where it stops, tries a
+    handful of branches instead of all of them (see the module docstring).
+    """
+    groups: dict[str, list[str]] = {}
+    for branch in branches:
+        if not (branch[0].isalnum() or branch[0] == "'"):  # "(" or "\\" would be split apart here
+            raise ValueError(f"a branch must start with a literal character: {branch}")
+        groups.setdefault(branch[0], []).append(branch[1:])
+    return re.compile(
+        "(?:" + "|".join(f"{first}(?:{'|'.join(rest)})" for first, rest in groups.items()) + ")"
+    )
+
+
 def _alts(words: str, tail: str = r"\b") -> re.Pattern[str]:
-    """Any of the space-separated alternatives ("_" stands for whitespace), followed by `tail`."""
-    return re.compile("(?:" + "|".join(w.replace("_", r"\s+") for w in words.split()) + ")" + tail)
+    return _trie(_branches(words, tail))
 
 
+_BLOCKED = re.compile(r"(?i)content.?filter|safety|block|prohibited|recitation|spii|refus")
+_FENCE = re.compile(r"(?s)```[A-Za-z]*\s*\{.*?```")
 _GEN = r"[-\s]?(?:generated|created|made|produced|synthesi[sz]ed)"
 # A term followed by a plural noun speaks of images in general ("real fundus photographs show...").
 _PLURAL = r"images|photos|photographs|pictures|x-?rays|radiographs|scans|ones|examples|samples|data|datasets"
-_TERM = _alts(
-    r"real(?![-\s](?:world|life|time|estate|looking)\b) authentic genuine synthetic(?:ally)? synthesi[sz]ed fake"
-    rf" deep-?fake artificial(?:ly)?(?!_intelligence) generated gans? ai[-\s]?generation ai{_GEN} computer{_GEN}"
+_TERMS = _branches(
+    r"real(?![-\s](?:world|life|time|estate|looking)\b) authentic genuine synthetic(?:ally)? synthesi[sz]ed synthesis"
+    rf" fake deep-?fake artificial(?:ly)?(?!_intelligence) generated gans? ai[-\s]?generation ai{_GEN} computer{_GEN}"
     rf" machine{_GEN} gan{_GEN} diffusion{_GEN} algorithmically{_GEN} stable_diffusion diffusion_models? dall-?e"
     " midjourney cgi",
     rf"\b(?!(?:[\s-]+[\w-]+){{0,2}}?\s+(?:{_PLURAL})\b)",
 )
+_TERM = _trie(_TERMS)
 _REAL_WORDS = ("real", "authentic", "genuine")
 _PAIR = re.compile(
     r"\s*(?:or|and|/|vs\.?|versus)\s*(?:real|authentic|genuine|synthetic|fake|artificial|ai[-\s]?generated|generated)\b"
@@ -74,38 +98,28 @@ _VERB = (
     r"\s+(?:\w+\s+){0,2}?(?:say|tell|determine|know|distinguish|differentiate|decide|judge|ascertain|verify|confirm"
     r"|be\s+(?:sure|certain|definitive)|definitive(?:ly)?|conclusive(?:ly)?|reliably|confidently|with\s+certainty)\b"
 )
-_HEDGE = _alts(  # a disclaimer: voids verdict terms in its own clause
-    " ".join(
-        lead + _VERB
-        for lead in [
-            "can't",
-            "cannot",
-            "unable_to",
-            "not_able_to",
-            "difficult_to",
-            "hard_to",
-            "impossible_to",
-        ]
-    )
-    + f" not_possible_to{_VERB} challenging_to{_VERB} not_(?:sure|certain) uncertain(?!_significance) unsure"
-    " undetermined indeterminate inconclusive unclear_(?:whether|if) no_way_to_(?:tell|know) don't_know do_not_know"
-    " without_(?:more|additional|further)_(?:context|information|data|metadata)"
+_TO = "(?:_for_(?:me|us|anyone))?_to"
+_HEDGES = _branches(  # a disclaimer: voids verdict terms in its own clause
+    rf"can't cannot unable_to not_able_to ability_to capability_to too(?:_\w+){{1,3}}?_to difficult{_TO} hard{_TO}"
+    rf" impossible{_TO} not_possible{_TO} challenging{_TO}",
+    _VERB,
+) + _branches(
+    r"not_(?:sure|certain) uncertain(?!_significance) unsure undetermined indeterminate inconclusive"
+    r" unclear_(?:whether|if) no_(?:\w+_)?way_to_(?:tell|know|say|determine) don't_know do_not_know"
+    r" without_(?:more|additional|further)_(?:context|information|data|metadata) insufficient_(?:information|evidence)"
+    r" not_enough_(?:information|evidence|detail|context)"
 )
-_EITHER = _alts(  # a hedge naming both options: voids the verdicts of its whole sentence
-    " ".join(f"{modal}_{rest}" for modal in ("could", "might", "may", "can") for rest in ("be_either", "go_either_way",
-             "(?:also|equally|just_as_(?:easily|well))_be")) + " either_way 50/50 fifty-fifty coin_(?:flip|toss)"
-)  # fmt: skip
-_EITHER_NEEDLES = ("either", "also be", "equally be", "just as", "50/50", "fifty", "coin ")
-_REFUSE_WHAT = (
-    r"\s+(?:\w+\s+)?(?:help|assist|comply|fulfil+|(?:provide|offer|give|make)\s+(?:a\s+|any\s+)?(?:medical|clinical"
-    r"|diagnos\w*|professional)|(?:analy[sz]e|interpret|evaluate|review|process|diagnose)\s+(?:medical|this|these|the"
-    r"|such|images?))"
-)
+_BOTH_WAYS = _branches(  # a hedge naming both options: voids the verdicts of its whole sentence
+    "could might may can",
+    r"\s+(?:be\s+either|go\s+either\s+way|(?:also|equally|just\s+as\s+(?:easily|well))\s+be)\b",
+) + _branches(r"either_way 50/50 fifty-fifty coin_(?:flip|toss) neither(?:_\w+){1,4}?_nor")
+_HEDGE, _EITHER = _trie(_HEDGES), _trie(_BOTH_WAYS)
+_CORE = _trie(_HEDGES + _BOTH_WAYS + _TERMS)  # one pass over the text finds all three
 _REFUSE = _alts(
-    " ".join(
-        f"{lead}{_REFUSE_WHAT}"
-        for lead in ["can't", "cannot", "unable_to", "not_able_to", "won't", "will_not", "decline_to"]
-    )
+    "can't cannot unable_to not_able_to won't will_not decline_to",
+    r"\s+(?:\w+\s+)?(?:help|assist|comply|fulfil+|(?:provide|offer|give|make)\s+(?:a\s+|an\s+|any\s+)?(?:medical"
+    r"|clinical|diagnos\w*|professional|determination|assessment|judge?ment|evaluation|opinion)"
+    r"|(?:analy[sz]e|interpret|evaluate|review|process|diagnose)\s+(?:medical|this|these|the|such|images?))\b",
 )
 _NEG = _alts(  # "n't" is counted separately: it does not start a word
     r"not(?!_only) no(?!_(?:doubt|question)) never nothing none neither nor cannot without lacks? lacking absence"
@@ -113,9 +127,8 @@ _NEG = _alts(  # "n't" is counted separately: it does not start a word
 )
 _CONTRAST_WORDS = ("but", "however", "although", "though", "yet", "whereas", "while", "whilst")
 _CONTRAST = _alts(" ".join(_CONTRAST_WORDS))  # starts a new clause
-_CUT = _alts(
-    "and or because since which so " + " ".join(_CONTRAST_WORDS)
-)  # a negation does not reach past these
+# A negation or a cue does not reach back past these.
+_CUT = _alts("and or because since which so " + " ".join(_CONTRAST_WORDS))
 _NEUTRAL = _alts(  # an indirect question or a comparison, not a verdict
     r"whether if similar_to resembl\w* mimic\w* imitat\w* compar\w+ unlike distinguish\w* differentiat\w* versus vs"
     r" such_as as_in"
@@ -123,7 +136,7 @@ _NEUTRAL = _alts(  # an indirect question or a comparison, not a verdict
 _CUE = _alts(
     r"is was be been being are am appears? appearing looks? looking seems? likely probably possibly definitely"
     r" clearly certainly most classif\w+ consider\w* believe think judge conclude label\w* as indicat\w* suggest\w*"
-    r" consistent taken captured acquired lean\w* guess go_with say not no never"
+    r" consistent taken captured acquired lean\w* guess go_with say not no never hallmarks? signs? evidence"
 )
 _APPEAR = re.compile(
     r"(?:looks?|looking|seems?|appears?)\s+(?:like\s+)?(?:an?\s+)?"
@@ -138,7 +151,8 @@ _CONCEDE = _alts("although though while whilst even_if despite")
 _CONCEDE_LEAD = re.compile(
     r"\W*(?:at\s+first(?:\s+(?:glance|sight))?|initially|superficially|on\s+the\s+surface)\W*$"
 )
-_PUNCT = re.compile(r"[.!?\n,;:()\[\]\u2014\u2013-]")
+_SENT_END = re.compile(r"[.!?\n](?:(?<=\n)|(?!\S))")  # not a decimal point, nor the first dots of "..."
+_CLAUSE_MARK = re.compile(r"[,;:()\[\]\u2014\u2013]")
 _HEADS = (
     r"(?:(?:final|overall|my)\s+)?(?:answer|verdict|label|classification|conclusion|determination|assessment"
     r"|prediction|decision|result|judge?ment)|authenticity|(?:image\s+)?(?:type|origin|source)"
@@ -152,11 +166,12 @@ _LABELLED = re.compile(
 )
 _OPENING = re.compile(r"[ \t>#*_+\-\d.)\[(]*(?:(?:not|definitely|likely|probably)\s+)?")
 _OPENING_END = re.compile(r"[.!?]+(?=\s|$)|\n|\s[-\u2014\u2013]\s|:\s")
-_SECTION = re.compile(
-    r"(?m)^[ \t>#*_+\-\d.)]*(?:(?:image|clinical|medical|radiological|detailed|brief)\s+)?(?:interpretation"
-    r"|findings|description|analysis|observations|explanation|reasoning|rationale|key\s+(?:findings|observations"
-    r"|features))(?:\s+of\s+(?:the\s+)?image)?[*_ \t]*(?::[*_ \t]*|$)"
+_SECTION = re.compile(  # a header line; the text under it up to the next header is the interpretation
+    r"(?m)^(?P<bullet>[ \t]*[*+-][ \t])?[ \t>#*_+\-\d.)]*(?:(?:image|clinical|medical|radiological|detailed|brief)\s+)?"
+    r"(?P<name>interpretation|findings|description|observations|analysis|key\s+(?:findings|observations|features)"
+    r"|explanation|reasoning|rationale)(?:\s+of\s+(?:the\s+)?image)?[*_ \t]*(?::[*_ \t]*|$)"
 )
+_SECTION_RANK = {"interpretation": 0, "explanation": 2, "reasoning": 2, "rationale": 2}  # others: 1
 _JSON_FIELD = re.compile(
     r"[\"'](?:interpretation|description|findings|reasoning)[\"']\s*:\s*[\"']((?:[^\"\\\n]|\\.)+)"
 )
@@ -170,9 +185,9 @@ _CONF_NUM = re.compile(
 _CONF_PCT = re.compile(
     r"(\d{1,3}(?:\.\d+)?\s*(?:%|percent))\s+(?:sure|certain|confident|confidence|likely|likelihood|probability|chance)"
 )
-_CONF_WORD = re.compile(
-    rf"{_CONF_HEAD}(?:very\s+)?(high|medium|moderate|low)\b|(?:very\s+)?(high|medium|moderate|low)\s+(?:confidence|certainty)\b"
-)
+_NOT_SURE = re.compile(r"not|n't|impossible|never|unable")
+_CONF_STATED = re.compile(rf"{_CONF_HEAD}(?:very\s+)?(high|medium|moderate|low)\b")
+_CONF_LEVEL = re.compile(r"(high|medium|moderate|low)\s+(?:confidence|certainty)\b")
 _NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)\s*(%|percent|/\s*(\d+))?")
 _KEY_CHARS = re.compile(r"[^a-z0-9]+")
 _LOOSE_WORDS = re.compile(r"\b(?:true|false|null)\b")
@@ -194,8 +209,9 @@ _CONF_KEYS = ("confidence", "confidence_score", "confidence_level", "certainty")
 _INTERP_KEYS = ("interpretation", "image_interpretation", "clinical_interpretation", "description",
                 "findings", "reasoning", "explanation", "rationale", "analysis")  # fmt: skip
 _YES_NO = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-# Where a text's clauses and sentences start, hedges per clause, both-ways hedge ends per sentence.
-_Layout = tuple[list[int], list[int], dict[int, list[re.Match[str]]], dict[int, list[int]]]
+# Where a text's clauses and sentences start, hedge spans per clause, both-ways hedge ends per sentence.
+_Layout = tuple[list[int], list[int], dict[int, list[tuple[int, int]]], dict[int, list[int]]]
+_REACH = 300  # characters: how far around a verdict term the rules look
 
 
 def parse_answer(
@@ -205,10 +221,7 @@ def parse_answer(
     if refusal and refusal.strip():
         return ParsedAnswer("refused", None, None)
     body = (text or "").strip()
-    blocked = bool(
-        finish_reason
-        and re.search(r"(?i)content.?filter|safety|block|prohibited|recitation|spii|refus", finish_reason)
-    )
+    blocked = bool(finish_reason and _BLOCKED.search(finish_reason))
     if not body:
         return ParsedAnswer("refused" if blocked else "unparseable", None, None)
     answer = (_from_json(body) if "{" in body else None) or _from_prose(body)
@@ -240,13 +253,13 @@ def _from_json(body: str) -> ParsedAnswer | None:
 
 def _find_json(body: str) -> tuple[dict[str, Any], int, int] | None:
     """The first JSON-ish object (in a fenced block if there is one), keys flattened, and its text span."""
-    fence = re.search(r"```[A-Za-z]*\s*\{.*?```", body, re.S)
+    fence = _FENCE.search(body)
     low, high = (fence.start(), fence.end()) if fence else (0, len(body))
     first, last = body.find("{", low), body.rfind("}", low, high) + 1
     start, end = (low, high) if fence else (first, last)
     try:  # strict JSON, possibly followed by prose or a second object
         value = _DECODER.raw_decode(body, first)[0]
-    except ValueError:
+    except (ValueError, RecursionError):
         try:  # Python-style: single quotes, trailing commas, True/None (literal_eval never runs code)
             value = ast.literal_eval(_LOOSE_WORDS.sub(lambda m: _PYTHON[m.group()], body[first:last]))
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -295,23 +308,36 @@ def _from_prose(body: str) -> ParsedAnswer:
         value, end = m.group("value"), m.end("value")
         if not value.strip(" \t*_#:") and m.group("next") is not None:
             value, end = m.group("next"), m.end("next")
-        if value[:1] in "\"'":  # a quoted (JSON-like) value ends at its closing quote
+        if value.startswith(('"', "'")):  # a quoted (JSON-like) value ends at its closing quote
             value = value[1:].split(value[0], 1)[0]
         if found := _map_value(value):
             labelled.append((found, m.start(), end))
     committed = [line for line in labelled if line[0] in _FLIP]
     result = (committed or labelled or [None])[-1]
-    opening = _OPENING.match(low).end()  # type: ignore[union-attr]  # the pattern can match empty
-    if result is None and (_TERM.match(low, opening) or low.startswith("uncertain", opening)):
-        stop = _OPENING_END.search(low, opening)
-        end = stop.end() if stop else len(low)
-        result = (found[0], 0, end) if (found := _scan(low[:end])) else None
+    if result is None:
+        result = _opening(low)
     result = result or _scan(low)
     confidence = _find_confidence(low)
     if result is None:
         return ParsedAnswer("unparseable", confidence, body)
     spans = [(start, end) for _, start, end in (result, *labelled)]
     return ParsedAnswer(result[0], confidence, _interpretation(body, low, spans))
+
+
+def _opening(low: str) -> tuple[str, int, int] | None:
+    """The verdict a reply opens with ("Real.", "Not real.", "1. Synthetic (AI-generated)") and its span."""
+    lead = _OPENING.match(low)
+    start = lead.end() if lead else 0  # (the pattern always matches, maybe empty)
+    term = _TERM.match(low, start)
+    if term and not _PAIR.match(low, term.end()):  # "Real or synthetic? ..." restates the question
+        label = "real" if term.group().startswith(_REAL_WORDS) else "synthetic"
+        label = _FLIP[label] if lead and "not" in lead.group() else label
+    elif low.startswith("uncertain", start):
+        label = "uncertain"
+    else:
+        return None
+    stop = _OPENING_END.search(low, start)
+    return label, 0, stop.end() if stop else len(low)
 
 
 def _hits(pattern: re.Pattern[str], text: str, start: int = 0, end: int | None = None) -> list[re.Match[str]]:
@@ -322,34 +348,33 @@ def _hits(pattern: re.Pattern[str], text: str, start: int = 0, end: int | None =
 
 def _boundaries(text: str) -> tuple[list[int], list[int]]:
     """Start offsets of the sentences and of the clauses (split further at , ; : ( ) [ ] and dashes)."""
-    sents, clauses = [0], [0]
-    for m in _PUNCT.finditer(text):
-        i, mark, after = m.start(), m.group(), text[m.end() : m.end() + 1]
-        if mark in ".!?":
-            if after and not after.isspace():
-                continue  # a decimal point, "e.g", or the first dots of "..."
-            sents.append(i + 1)
-        elif mark == "\n":
-            sents.append(i + 1)
-        elif mark == "-" and not (after == " " and text[i - 1 : i] == " "):
-            continue  # a hyphen inside a word
-        clauses.append(i + 1)
-    return sents, clauses
+    sents = [0, *(m.end() for m in _SENT_END.finditer(text))]
+    marks = [m.end() for m in _CLAUSE_MARK.finditer(text)]
+    dash = text.find(" - ")
+    while dash >= 0:
+        marks.append(dash + 2)
+        dash = text.find(" - ", dash + 1)
+    return sents, sorted({*sents, *marks})
 
 
 def _scan(text: str) -> tuple[str, int, int] | None:
     """The verdict of lowercased prose and the span of the sentence that decided it (see module docstring)."""
     sents, clauses = _boundaries(text)
-    hedges = _hits(_HEDGE, text)
-    hedged: dict[int, list[re.Match[str]]] = {}
-    for hedge in hedges:
-        hedged.setdefault(bisect_right(clauses, hedge.start()) - 1, []).append(hedge)
+    hedges: list[re.Match[str]] = []
+    terms: list[re.Match[str]] = []
+    hedged: dict[int, list[tuple[int, int]]] = {}
     either: dict[int, list[int]] = {}
-    for hedge in _hits(_EITHER, text) if any(needle in text for needle in _EITHER_NEEDLES) else ():
-        hedges.append(hedge)
-        either.setdefault(bisect_right(sents, hedge.start()) - 1, []).append(hedge.end())
+    for m in _hits(_CORE, text):
+        if _HEDGE.match(text, m.start()):
+            hedges.append(m)
+            hedged.setdefault(bisect_right(clauses, m.start()) - 1, []).append(m.span())
+        elif _EITHER.match(text, m.start()):
+            hedges.append(m)
+            either.setdefault(bisect_right(sents, m.start()) - 1, []).append(m.end())
+        else:
+            terms.append(m)
     votes, paired_until = [], -1
-    for m in _hits(_TERM, text):
+    for m in terms:
         if m.start() < paired_until:
             continue
         if pair := _PAIR.match(text, m.end()):  # "real or synthetic" names the question, not an answer
@@ -362,13 +387,9 @@ def _scan(text: str) -> tuple[str, int, int] | None:
         if top < 2 and len({vote[1] for vote in best}) > 1:
             return "uncertain", 0, 0  # contradictory verdicts and no stated conclusion
         _, label, sent = best[-1]
-    elif marker := min(hedges, key=lambda h: h.start(), default=None) or next(
-        iter(_hits(_REFUSE, text)), None
-    ):
-        label, sent = (
-            "refused" if marker.re is _REFUSE else "uncertain",
-            bisect_right(sents, marker.start()) - 1,
-        )
+    elif hedges or (refusals := _hits(_REFUSE, text)):
+        marker = min(hedges, key=lambda hedge: hedge.start()) if hedges else refusals[0]
+        label, sent = "uncertain" if hedges else "refused", bisect_right(sents, marker.start()) - 1
     else:
         return None
     return label, sents[sent], _next(sents, sent, len(text))
@@ -379,14 +400,20 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> tuple[int, str, int] 
     clauses, sents, hedged, either = layout
     pos, end = m.start(), m.end()
     ci, si = bisect_right(clauses, pos) - 1, bisect_right(sents, pos) - 1
-    start, stop = clauses[ci], _next(clauses, ci, len(text))
-    for hedge in hedged.get(ci, ()):  # a disclaimer in the same clause, with no "but" in between
-        if not _hits(_CONTRAST, text, *((hedge.end(), pos) if hedge.start() < pos else (end, hedge.start()))):
-            return None
-    if si in either:  # rescued only by a "but"/"however" after the last both-ways hedge before it
-        prior = [hedge_end for hedge_end in either[si] if hedge_end <= pos]
-        if not prior or not _hits(_CONCLUDE, text, prior[-1], pos):
-            return None
+    # Every look-around stops _REACH characters away, so a run-on answer (a model repeating itself until
+    # the token limit) costs linear time, not quadratic.
+    start, sent = max(clauses[ci], pos - _REACH), max(sents[si], pos - _REACH)
+    stop = min(_next(clauses, ci, len(text)), end + _REACH)
+    spans = hedged.get(ci, [])  # the nearest disclaimers before and after, if no "but" separates them
+    i = bisect_right(spans, (pos,))
+    gaps = ([(spans[i - 1][1], pos)] if i else []) + ([(end, spans[i][0])] if i < len(spans) else [])
+    if any(hi - lo < _REACH and not _hits(_CONTRAST, text, lo, hi) for lo, hi in gaps):
+        return None
+    ends = either.get(si, [])  # rescued only by a "but"/"however" after the last both-ways hedge before it
+    if ends and (
+        (j := bisect_right(ends, pos) - 1) < 0 or not _hits(_CONCLUDE, text, max(ends[j], sent), pos)
+    ):
+        return None
     segment, cut = start, max(start, pos - 80)  # the window before the term that qualifies it
     for hit in _hits(_CUT, text, start, pos):
         cut = max(cut, hit.end())
@@ -401,8 +428,8 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> tuple[int, str, int] 
     label = "real" if m.group().startswith(_REAL_WORDS) else "synthetic"
     if (len(_hits(_NEG, text, cut, pos)) + prefix.count("n't")) % 2:
         label = _FLIP[label]
-    weight = 1 + bool(_hits(_CONCLUDE, text, sents[si], pos))
-    led = ci > 0 and clauses[ci - 1] >= sents[si] and _CONCEDE_LEAD.match(text, clauses[ci - 1], start)
+    weight = 1 + bool(_hits(_CONCLUDE, text, sent, pos))
+    led = ci > 0 and clauses[ci - 1] >= sents[si] and _CONCEDE_LEAD.match(text, clauses[ci - 1], clauses[ci])
     if _APPEAR.search(text, cut, pos) or _hits(_CONCEDE, text, segment, pos) or led:
         weight -= 1
     return weight, label, si
@@ -416,9 +443,13 @@ def _interpretation(body: str, low: str, spans: list[tuple[int, int]]) -> str | 
     """A section headed Interpretation/Findings/...; otherwise the text minus the verdict lines."""
     if "{" in low and (field := _JSON_FIELD.search(low)):  # a JSON object too broken to load
         return body[field.start(1) : field.end(1)].strip() or None
-    if section := _SECTION.search(low):
+    headers = list(_SECTION.finditer(low))
+    if section := min(headers, key=lambda h: _SECTION_RANK.get(h.group("name"), 1), default=None):
+        # It ends at the next verdict or confidence line, or the next header that is not a list item
+        # (Gemini nests "* **Findings:** ..." bullets inside its Interpretation section).
         ends = [start for start, _ in spans if start >= section.end()]
         ends += [line.start() for line in _CONF_LINE.finditer(low, section.end())]
+        ends += [h.start() for h in headers if h.start() > section.start() and not h.group("bullet")]
         return _tidy(body[section.end() : min(ends, default=len(body))])
     pieces, last = [], 0
     for start, end in sorted(spans):
@@ -428,9 +459,9 @@ def _interpretation(body: str, low: str, spans: list[tuple[int, int]]) -> str | 
 
 
 def _tidy(text: str) -> str | None:
-    if "confiden" in text.lower() or "certainty" in text.lower():
+    if "onfiden" in text or "ONFIDEN" in text or "ertainty:" in text:  # cheap gate for the line pattern
         text = _CONF_LINE.sub("", text)
-    return text.strip(" \t\r\n:-\u2014\u2013") or None
+    return text.strip().lstrip(":").strip() or None
 
 
 def _as_text(value: Any) -> str | None:
@@ -458,9 +489,11 @@ def _norm_confidence(value: Any) -> float | None:
 
 def _find_confidence(low: str) -> float | None:
     """A confidence stated in lowercased prose: "confidence: 80%", "i am 90% sure", "high confidence"."""
-    if "%" in low or "percent" in low or "confiden" in low or "certainty" in low:
-        if m := _CONF_NUM.search(low) or _CONF_PCT.search(low):
-            return _norm_confidence(m.group(1))
-        if m := _CONF_WORD.search(low):
-            return _CONF_WORDS[m.group(1) or m.group(2)]
-    return None
+    named = "confiden" in low or "certainty:" in low  # cheap gates: most answers state no confidence
+    if m := named and _CONF_NUM.search(low):
+        return _norm_confidence(m.group(1))
+    for m in _CONF_PCT.finditer(low) if "%" in low or "percent" in low else ():
+        if not _NOT_SURE.search(low[max(0, m.start() - 30) : m.start()].rsplit(". ", 1)[-1]):
+            return _norm_confidence(m.group(1))  # ("not 100% sure" states no confidence)
+    m = named and (_CONF_STATED.search(low) or _CONF_LEVEL.search(low))
+    return _CONF_WORDS[m.group(1)] if m else None

@@ -1,10 +1,13 @@
 """Throughput of OpenAIProvider + call_with_retry against a loopback server answering after 100 ms.
 
     .venv/bin/python tests/benchmarks/bench_providers.py [--calls 2000] [--concurrency 32]
-        [--delay 0.1] [--image-kb 64] [--runs 3] [--client provider|httpx2] [--profile]
+        [--delay 0.1] [--image-kb 64] [--runs 3] [--client provider|httpx2]
+        [--server asyncio|threaded] [--profile]
 
 The ideal is concurrency / delay calls per second (320 for 32 in flight and 100 ms). The server
-runs in a child process so that its CPU does not compete with the client's for one GIL.
+runs in a child process so that its CPU does not compete with the client's for one GIL; by
+default it is a minimal asyncio server (``--server threaded`` uses the tests' http.server one,
+whose 32 threads cost enough CPU on a 2-core machine to cap any client near 0.85).
 ``--client httpx2`` posts the same Chat Completions body with a bare ``httpx2.AsyncClient`` (the
 transport the SDK uses): the gap between the two is the SDK's own cost. ``--profile`` runs
 pyinstrument over one run and prints where the client's time goes.
@@ -19,6 +22,7 @@ import io
 import json
 import multiprocessing
 import os
+import socket
 import statistics
 import sys
 import time
@@ -31,14 +35,63 @@ from ingest.providers.base import CallRequest, ProviderOptions, parse_spec  # no
 from ingest.providers.openai_provider import OpenAIProvider, data_url  # noqa: E402
 from ingest.providers.retry import call_with_retry  # noqa: E402
 
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Real. Normal chest radiograph."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290},
+    }
+).encode()
 
-def serve(delay: float, port_queue: multiprocessing.Queue) -> None:
-    from tests.loopback import OpenAIServer
 
-    with OpenAIServer(delay=delay, record=False, default=("ok", "Real. Normal chest radiograph.")) as server:
-        port_queue.put(server.port)
-        while True:
-            time.sleep(3600)
+def serve(kind: str, delay: float, port_queue: multiprocessing.Queue) -> None:
+    """The loopback server, in its own process: ``threaded`` is tests/loopback.py's OpenAIServer
+    (http.server, one thread per connection); ``asyncio`` is a minimal keep-alive HTTP/1.1 server
+    that reads the whole body, waits ``delay`` and answers the same ChatCompletion."""
+    if kind == "threaded":
+        from tests.loopback import OpenAIServer
+
+        with OpenAIServer(
+            delay=delay, record=False, default=("ok", "Real. Normal chest radiograph.")
+        ) as server:
+            port_queue.put(server.port)
+            while True:
+                time.sleep(3600)
+    asyncio.run(serve_asyncio(delay, port_queue))
+
+
+async def serve_asyncio(delay: float, port_queue: multiprocessing.Queue) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(ANSWER)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                headers = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in headers.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                await asyncio.sleep(delay)
+                writer.write(head + ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=256)
+    for sock in server.sockets:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    port_queue.put(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
 
 
 def noise_png(kilobytes: int, seed: int) -> bytes:
@@ -133,12 +186,13 @@ def main() -> int:
     parser.add_argument("--image-kb", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--client", choices=("provider", "httpx2"), default="provider")
+    parser.add_argument("--server", choices=("asyncio", "threaded"), default="asyncio")
     parser.add_argument("--profile", action="store_true", help="profile one run with pyinstrument")
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
     port_queue = context.Queue()
-    server = context.Process(target=serve, args=(args.delay, port_queue), daemon=True)
+    server = context.Process(target=serve, args=(args.server, args.delay, port_queue), daemon=True)
     server.start()
     try:
         port = port_queue.get(timeout=30)
@@ -147,7 +201,7 @@ def main() -> int:
         reqs = requests(args.calls, args.image_kb)
         ideal = args.concurrency / args.delay
         print(
-            f"client={args.client} calls={args.calls} concurrency={args.concurrency} delay={args.delay * 1000:.0f} ms "
+            f"client={args.client} server={args.server} calls={args.calls} concurrency={args.concurrency} delay={args.delay * 1000:.0f} ms "
             f"image={len(reqs[0].image) / 1024:.1f} KB (data URL {len(data_url(reqs[0].image, 'image/png')) / 1024:.1f} KB) "
             f"ideal={ideal:.0f} calls/s cpus={os.cpu_count()}"
         )

@@ -1,0 +1,126 @@
+"""Metrics as DESIGN.md defines them, checked against scikit-learn, statsmodels and scipy."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from scipy.stats import binomtest
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
+
+from cache.metrics import (
+    Filters,
+    cohen_kappa,
+    compare_models,
+    group_metrics,
+    mcnemar_exact,
+    wilson,
+)
+from cache.metrics import (
+    confusion_matrix as cm_store,
+)
+from cache.schema import LABELS
+from cache.store import Store
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def build(tmp_path: Path, n: int = 300, seed: int = 1) -> tuple[Store, list[dict]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        truth = rng.choice(["real", "synthetic"])
+        for model in ("m:a", "m:b"):
+            label = rng.choices(LABELS, weights=[40, 40, 10, 5, 5])[0]
+            rows.append({"key": f"{model}{i}", "run_id": "r", "created_at": NOW, "provider": "m",
+                         "model": model, "prompt_id": "paper", "image_sha256": f"img{i}",
+                         "modality": "fundus" if i % 3 else "chest_xray", "truth": truth,
+                         "source": "gan" if i % 2 else "", "repeat": 0, "status": "ok", "label": label})
+    rows.append(dict(rows[0], key="err1", status="error", label=None, error_type="timeout"))
+    store = Store(tmp_path)
+    store.append(rows)
+    return store, rows
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (57, 100), (1, 1)])
+def test_wilson_matches_statsmodels(k: int, n: int) -> None:
+    assert wilson(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-9)
+
+
+def test_wilson_of_nothing() -> None:
+    assert wilson(0, 0) == (None, None)
+
+
+def test_group_metrics_match_sklearn(tmp_path: Path) -> None:
+    store, rows = build(tmp_path)
+    groups = group_metrics(store.connect())
+    assert len(groups) == 4
+    for g in groups:
+        mine = [r for r in rows if r["model"] == g["model"] and r["modality"] == g["modality"]
+                and r["status"] == "ok"]
+        truth = [r["truth"] for r in mine]
+        label = [r["label"] for r in mine]
+        answered = [(t, p) for t, p in zip(truth, label, strict=True) if p in ("real", "synthetic")]
+        assert g["n"] == len(mine) and g["answered"] == len(answered)
+        assert g["accuracy"] == pytest.approx(sum(t == p for t, p in zip(truth, label, strict=True)) / len(mine))
+        at, ap = zip(*answered, strict=True)
+        assert g["accuracy_answered"] == pytest.approx(sum(t == p for t, p in answered) / len(answered))
+        assert g["sensitivity"] == pytest.approx(recall_score(at, ap, pos_label="synthetic"))
+        assert g["specificity"] == pytest.approx(recall_score(at, ap, pos_label="real"))
+        assert g["coverage"] == pytest.approx(len(answered) / len(mine))
+        (tn, fp), (fn, tp) = confusion_matrix(at, ap, labels=["real", "synthetic"])
+        assert (g["tn"], g["fp"], g["fn"], g["tp"]) == (tn, fp, fn, tp)
+        assert g["uncertain"] + g["refused"] + g["unparseable"] == g["n"] - g["answered"]
+        low, high = proportion_confint(round(g["accuracy"] * g["n"]), g["n"], method="wilson")
+        assert (g["accuracy_ci_low"], g["accuracy_ci_high"]) == pytest.approx((low, high))
+    errors = {(g["model"], g["modality"]): g["errors"] for g in groups}
+    assert errors[("m:a", rows[0]["modality"])] == 1 and sum(errors.values()) == 1
+
+
+def test_confusion_matrix_full_grid_matches_sklearn(tmp_path: Path) -> None:
+    store, rows = build(tmp_path)
+    cms = cm_store(store.connect(), Filters(model=["m:b"]))
+    assert set(cms) == {("m:b", "fundus"), ("m:b", "chest_xray")}
+    mine = [r for r in rows if r["model"] == "m:b" and r["modality"] == "fundus"]
+    expected = confusion_matrix([r["truth"] for r in mine], [r["label"] for r in mine], labels=list(LABELS))
+    grid = cms[("m:b", "fundus")]
+    assert [[grid["real"][lab] for lab in LABELS], [grid["synthetic"][lab] for lab in LABELS]] == \
+        expected[:2].tolist()
+
+
+def test_filters_narrow_every_surface(tmp_path: Path) -> None:
+    store, rows = build(tmp_path)
+    groups = group_metrics(store.connect(), Filters(source=["gan"], truth=["synthetic"]))
+    for g in groups:
+        expected = [r for r in rows if r["model"] == g["model"] and r["modality"] == g["modality"]
+                    and r["source"] == "gan" and r["truth"] == "synthetic" and r["status"] == "ok"]
+        assert g["n"] == len(expected) and g["fp"] == g["tn"] == 0
+
+
+@pytest.mark.parametrize("b,c", [(0, 0), (5, 5), (10, 2), (1, 12), (30, 14)])
+def test_mcnemar_exact_matches_statsmodels(b: int, c: int) -> None:
+    expected = mcnemar([[7, b], [c, 9]], exact=True).pvalue
+    assert mcnemar_exact(b, c) == pytest.approx(expected)
+    if b + c:
+        assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue)
+
+
+def test_kappa_and_compare_match_sklearn(tmp_path: Path) -> None:
+    store, rows = build(tmp_path)
+    result = compare_models(store.connect(), "m:a", "m:b")
+    a = {r["image_sha256"]: r for r in rows if r["model"] == "m:a" and r["status"] == "ok"}
+    b = {r["image_sha256"]: r for r in rows if r["model"] == "m:b"}
+    shared = sorted(set(a) & set(b))
+    assert result["n_pairs"] == len(shared)
+    la, lb = [a[s]["label"] for s in shared], [b[s]["label"] for s in shared]
+    assert result["kappa"] == pytest.approx(cohen_kappa_score(la, lb))
+    assert cohen_kappa(list(zip(la, lb, strict=True))) == pytest.approx(cohen_kappa_score(la, lb))
+    a_only = sum(a[s]["label"] == a[s]["truth"] and b[s]["label"] != b[s]["truth"] for s in shared)
+    b_only = sum(b[s]["label"] == b[s]["truth"] and a[s]["label"] != a[s]["truth"] for s in shared)
+    assert (result["a_only_correct"], result["b_only_correct"]) == (a_only, b_only)
+    assert result["mcnemar_p"] == pytest.approx(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
+    assert len(result["disagreements"]) == sum(x != y for x, y in zip(la, lb, strict=True))

@@ -1,0 +1,89 @@
+"""The store: atomic parts, schema, views, done keys, compaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cache.schema import ARROW_SCHEMA, SCHEMA_VERSION, response_key
+from cache.store import Store, StoreWriter, resolve_store
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def row(i: int, status: str = "ok", label: str = "real", minutes: int = 0, **extra) -> dict:
+    return {"key": f"k{i}", "run_id": "r", "created_at": T0 + timedelta(minutes=minutes),
+            "provider": "baseline", "model": "baseline:forensic", "prompt_id": "paper",
+            "image_sha256": f"s{i}", "modality": "fundus", "truth": "real", "status": status,
+            "label": label if status == "ok" else None, "repeat": 0, **extra}
+
+
+def test_key_depends_only_on_what_changes_the_answer() -> None:
+    base = dict(provider="openai", model="openai:gpt-4o", params={"temperature": 0},
+                prompt_text="Is it real?", image_sha256="ab" * 32, repeat=0)
+    key = response_key(**base)
+    assert len(key) == 64 and key == response_key(**dict(base, params={"temperature": 0}))
+    for change in ({"model": "openai:gpt-4.1"}, {"params": {"temperature": 1}}, {"prompt_text": "x"},
+                   {"image_sha256": "cd" * 32}, {"repeat": 1}):
+        assert response_key(**dict(base, **change)) != key
+
+
+def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    path = store.append([row(1), row(2, status="error", error_type="timeout")])
+    assert path.parent == store.responses_dir and path.suffix == ".parquet"
+    assert not list(store.responses_dir.glob(".*.tmp")), "no temporary file left behind"
+    table = pq.read_table(path)
+    assert table.schema.equals(ARROW_SCHEMA)
+    assert table.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
+    with pytest.raises(ValueError, match="unknown store column"):
+        store.append([dict(row(3), api_key="secret")])
+
+
+def test_views_latest_ok_per_key_and_open_failures(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.append([row(1, label="real"), row(2, status="error", error_type="timeout")])
+    store.append([row(1, label="synthetic", minutes=5), row(3, status="error", error_type="x"),
+                  row(3, label="real", minutes=1)])
+    con = store.connect()
+    results = dict(con.execute("SELECT key, label FROM results ORDER BY key").fetchall())
+    assert results == {"k1": "synthetic", "k3": "real"}  # latest ok; k3's error is superseded
+    assert con.execute("SELECT key, error_type FROM failures").fetchall() == [("k2", "timeout")]
+    assert store.done_keys() == {"k1", "k3"}
+
+
+def test_empty_store_has_views(tmp_path: Path) -> None:
+    con = Store(tmp_path / "nothing").connect()
+    assert con.execute("SELECT count(*) FROM results").fetchone() == (0,)
+
+
+def test_writer_flushes_on_interval_and_close(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    writer = StoreWriter(store, flush_seconds=0.0)
+    writer.add(row(1))
+    assert len(store.part_paths()) == 1, "a due flush writes at once"
+    writer = StoreWriter(store, flush_seconds=3600)
+    with writer:
+        writer.add(row(2))
+        assert writer.pending == 1
+    assert writer.pending == 0 and len(store.part_paths()) == 2
+
+
+def test_compact_merges_and_keeps_every_row(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for i in range(5):
+        store.append([row(i), row(100 + i, status="error")])
+    before = store.connect().execute("SELECT count(*), count(DISTINCT key) FROM responses").fetchone()
+    parts, rows = store.compact()
+    assert (parts, rows) == (5, 10) and len(store.part_paths()) == 1
+    assert store.connect().execute("SELECT count(*), count(DISTINCT key) FROM responses").fetchone() == before
+
+
+def test_resolve_store_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDLENS_STORE", "/env/store")
+    assert resolve_store("/arg") == Path("/arg") and resolve_store(None) == Path("/env/store")
+    monkeypatch.delenv("MEDLENS_STORE")
+    assert resolve_store(None) == Path("data/store")
