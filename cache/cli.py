@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from cache.bundle import BundleError, open_store
 from cache.metrics import Filters, group_metrics
 from cache.store import Store, resolve_store
 
@@ -23,10 +25,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stats", help="rows, parts, models, runs, size")
     metrics = sub.add_parser("metrics", help="accuracy, coverage, sensitivity, specificity per group")
     metrics.add_argument("--json", action="store_true", help="print a JSON list (one object per group)")
-    for column in ("model", "modality", "prompt"):
-        metrics.add_argument(f"--{column}", action="append", default=[], help=f"only this {column} (repeatable)")
+    _filter_args(metrics)
     sub.add_parser("compact", help="merge all parts into one (atomic swap)")
+    export = sub.add_parser("export", help="write a self-contained bundle (.zip) of the selected rows")
+    export.add_argument("out", type=Path, metavar="OUT.zip")
+    _filter_args(export)
+    imp = sub.add_parser("import", help="merge a bundle (.zip or folder) into the store, deduplicated by key")
+    imp.add_argument("bundle", type=Path, metavar="BUNDLE")
+    report = sub.add_parser("report", help="one self-contained HTML file: metrics, confusion matrices, gallery")
+    report.add_argument("out", type=Path, metavar="OUT.html")
+    report.add_argument("--gallery", type=int, default=200, metavar="N", help="at most N images in the gallery")
+    _filter_args(report)
+    methods = sub.add_parser("methods", help="the methods-section paragraph for a paper")
+    _filter_args(methods)
     return parser
+
+
+def _filter_args(parser: argparse.ArgumentParser) -> None:
+    for column in ("model", "modality", "prompt"):
+        parser.add_argument(f"--{column}", action="append", default=[], help=f"only this {column} (repeatable)")
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    return Filters(model=args.model, modality=args.modality, prompt_id=args.prompt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,13 +61,22 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.store = more.store or args.store
-    store = Store(resolve_store(args.store))
-    if args.command != "import" and not store.root.exists():
-        print(f"error: store {store.root} does not exist; run `python -m ingest run ... --store {store.root}` "
+    root = resolve_store(args.store)
+    if args.command != "import" and not root.exists():
+        print(f"error: store {root} does not exist; run `python -m ingest run ... --store {root}` "
               "first, or pass --store DIR", file=sys.stderr)
         return 2
-    handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact}[args.command]
-    return handler(store, args)
+    if args.command in ("import", "compact") and root.is_file():
+        print(f"error: {root} is a file; `{args.command}` needs a store folder (--store DIR)", file=sys.stderr)
+        return 2
+    handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact, "export": cmd_export,
+               "import": cmd_import, "report": cmd_report, "methods": cmd_methods}[args.command]
+    try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
+        store = Store(root) if args.command in ("import", "compact") else open_store(root)
+        return handler(store, args)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
@@ -73,8 +103,7 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(store: Store, args: argparse.Namespace) -> int:
-    filters = Filters(model=args.model, modality=args.modality, prompt_id=args.prompt)
-    groups = group_metrics(store.connect(), filters)
+    groups = group_metrics(store.connect(), _filters(args))
     if args.json:
         print(json.dumps([{k: g[k] for k in METRIC_KEYS} for g in groups], indent=2))
         return 0
@@ -106,6 +135,45 @@ def format_metrics_table(groups: list[dict]) -> str:
 def cmd_compact(store: Store, args: argparse.Namespace) -> int:
     parts, rows = store.compact()
     print(f"compacted {parts} part(s) into 1: {rows} rows")
+    return 0
+
+
+def cmd_export(store: Store, args: argparse.Namespace) -> int:
+    from cache.bundle import export_bundle
+
+    manifest = export_bundle(store, args.out, _filters(args))
+    thumbs = sum(f["path"].startswith("thumbs/") for f in manifest["files"])
+    runs = sum(f["path"].startswith("runs/") for f in manifest["files"])
+    size = args.out.stat().st_size
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    print(f"wrote {args.out}: {manifest['rows']} rows, {thumbs} thumbnails, {runs} run record(s), {shown} "
+          "(absolute paths reduced to file names, key-like values redacted)")
+    return 0
+
+
+def cmd_import(store: Store, args: argparse.Namespace) -> int:
+    from cache.bundle import import_bundle
+
+    counts = import_bundle(args.bundle, store)
+    print(f"imported {counts['added_ok'] + counts['added_error']} row(s) into {store.root} "
+          f"({counts['added_ok']} ok, {counts['added_error']} error); skipped {counts['skipped']} already "
+          f"answered or present; {counts['thumbs']} thumbnail(s), {counts['runs']} run record(s) added")
+    return 0
+
+
+def cmd_report(store: Store, args: argparse.Namespace) -> int:
+    from cache.report import write_report
+
+    summary = write_report(store, args.out, _filters(args), gallery_limit=args.gallery)
+    print(f"wrote {args.out}: {summary['groups']} metric group(s), {summary['matrices']} confusion matrices, "
+          f"{summary['gallery']} of {summary['images']} image(s) in the gallery; opens offline in any browser")
+    return 0
+
+
+def cmd_methods(store: Store, args: argparse.Namespace) -> int:
+    from cache.methods import methods_text
+
+    print(methods_text(store.connect(), _filters(args), runs=store.runs()))
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import importlib.resources
 import os
 import urllib.error
@@ -168,7 +169,7 @@ class Downloader:
                 data = response.read(MAX_DOWNLOAD_BYTES + 1)
         except urllib.error.HTTPError as exc:  # the server answered: this file only
             return None, f"HTTP {exc.code} from {url}"
-        except (urllib.error.URLError, OSError) as exc:  # DNS, refused, timeout, reset: the network
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # DNS, refused, timeout, reset
             reason = getattr(exc, "reason", exc)
             self.failure = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
             return None, f"network unavailable ({self.failure})"
@@ -232,9 +233,11 @@ def _fetch_one(sample: Sample, dest: Path, mirror: Path | None, downloader: Down
         return
     got = hashlib.sha256(data).hexdigest()
     if got != sample.sha256:
+        fix = ("the mirror copy is damaged or was altered: restore it" if origin.startswith("the mirror")
+               else "the server sent other bytes than the registry pins: do not use them")
         report.problems.append(
             f"{sample.file}: sha256 mismatch in {origin}: expected {sample.sha256}, got {got}; refused "
-            "(not written). The source is damaged or was altered: restore it from the pinned origin URL")
+            f"(not written); {fix}")
         return
     atomic_write(target, data)
     if stale is not None:

@@ -47,18 +47,20 @@ class PrepMemo:
                 )
         return cls(store, prep_params, entries)
 
-    def _stat_key(self, path: Path) -> tuple | None:
+    def _stat_key(self, path: Path | str) -> tuple | None:
+        # os.path on strings, not pathlib: this runs once per image on every (cached) run
+        path = os.path.abspath(path)
         try:
             st = os.stat(path)
         except OSError:
             return None
-        return (str(path.resolve()), st.st_size, st.st_mtime_ns, self.prep)
+        return (path, st.st_size, st.st_mtime_ns, self.prep)
 
-    def lookup(self, path: Path) -> tuple[str, str, int, int] | None:
+    def lookup(self, path: Path | str) -> tuple[str, str, int, int] | None:
         key = self._stat_key(path)
         return self.entries.get(key) if key else None
 
-    def record(self, path: Path, sha256: str, mime: str, width: int, height: int) -> None:
+    def record(self, path: Path | str, sha256: str, mime: str, width: int, height: int) -> None:
         key = self._stat_key(path)
         if key:
             self.entries[key] = (sha256, mime, width, height)

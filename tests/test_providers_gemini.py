@@ -8,7 +8,7 @@ import pytest
 
 from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
 from ingest.providers.gemini_provider import GeminiProvider
-from ingest.providers.retry import call_with_retry
+from ingest.providers.retry import ERROR_TYPES, call_with_retry
 from tests import loopback
 from tests.loopback import (
     GEMINI_TEST_KEY,
@@ -151,6 +151,7 @@ def test_faults_end_as_ok_or_classified_error(
         assert outcome.error is None and outcome.reply.finish_reason == "STOP"
     else:
         assert outcome.reply is None and outcome.error.error_type == expected, outcome.error.message
+        assert expected in ERROR_TYPES
         assert outcome.error.message.startswith("gemini:gemini-2.5-flash")
     if waits is not None:
         assert sleep.waits == waits

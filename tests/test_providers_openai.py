@@ -9,7 +9,7 @@ import pytest
 from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
 from ingest.providers.compat_provider import CompatProvider
 from ingest.providers.openai_provider import OpenAIProvider
-from ingest.providers.retry import call_with_retry
+from ingest.providers.retry import ERROR_TYPES, call_with_retry
 from tests import loopback
 from tests.loopback import (
     OPENAI_TEST_KEY,
@@ -147,6 +147,7 @@ def test_faults_end_as_ok_or_classified_error(
         assert outcome.error is None and outcome.reply.finish_reason == "stop"
     else:
         assert outcome.reply is None and outcome.error.error_type == expected, outcome.error.message
+        assert expected in ERROR_TYPES
         assert outcome.error.message.startswith("openai:gpt-4o")
     if waits is not None:
         assert sleep.waits == waits
@@ -160,6 +161,11 @@ def test_error_messages_say_what_to_do(openai_server: OpenAIServer) -> None:
     openai_server.push(("status", 404, {}, "The model `gpt-9` does not exist"))
     outcome = run_call(openai("gpt-9"), make_request())
     assert "is 'gpt-9' a model this endpoint serves?" in outcome.error.message
+    openai_server.push(
+        ("status", 400, {}, "Unsupported value: 'temperature' does not support 0.0 with this model.")
+    )
+    outcome = run_call(openai("gpt-5"), make_request())
+    assert outcome.error.error_type == "bad_request" and "try --temperature 1" in outcome.error.message
     openai_server.push(*[("status", 503)] * 2)
     outcome = run_call(openai(max_attempts=2), make_request())
     assert outcome.error.message.endswith("HTTP 503: scripted failure (gave up after 2 attempts)")

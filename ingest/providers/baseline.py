@@ -19,13 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sklearn
 from PIL import Image
-from scipy import ndimage, stats
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
 
@@ -127,6 +121,7 @@ def _blockiness(crop: np.ndarray) -> float:
 
 
 def image_features(data: bytes) -> np.ndarray:
+    from scipy import ndimage, stats  # imported on use: a fully cached run never pays for it
     """The twelve statistics of FEATURES for one prepared image (PNG or JPEG bytes).
 
     Decoding a 1024 px PNG takes most of the time (~20 ms); the statistics add ~10 ms.
@@ -180,6 +175,11 @@ def score_modality(
 
     Rows with the same group (sha256) always share a fold; classes are counted in distinct images.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     distinct = set(zip(groups, truths, strict=True))
     n_real, n_synth = (sum(truth == cls for _, truth in distinct) for cls in TRUTHS)
     if min(n_real, n_synth) < MIN_PER_CLASS:
@@ -292,7 +292,7 @@ class BaselineProvider(Provider):
         return Reply(
             text=text,
             finish_reason="stop",
-            model_version=f"forensic-v1 (sklearn {sklearn.__version__})",
+            model_version=f"forensic-v1 (sklearn {_sklearn_version()})",
             label=verdict.label,
             confidence=verdict.confidence,
             interpretation=verdict.interpretation,
@@ -307,3 +307,9 @@ def _measure(item: BaselineItem) -> np.ndarray | str:
         return image_features(item.load())
     except Exception as exc:  # any undecodable image becomes a per-image error
         return f"{type(exc).__name__}: {exc}"
+
+
+def _sklearn_version() -> str:
+    from sklearn import __version__
+
+    return __version__

@@ -3,8 +3,9 @@
 
 The prepared image goes inline (``Part.from_bytes``) before the prompt text; the ``json`` prompt
 adds ``response_mime_type=application/json`` and a response schema (a model that rejects JSON mode
-with a 400 is asked once more without it, and that is remembered). SDK retries are off and the
-timeout is given in milliseconds, as the SDK expects.
+with a 400 is asked once more without it, and that is remembered). SDK retries are off, the
+timeout is given in milliseconds, as the SDK expects, and the transport is always httpx2 (see
+``client``).
 
 Refusals are replies, not errors: a candidate stopped for SAFETY (or another policy reason) gives
 ``Reply(text=None, finish_reason='SAFETY')``, a blocked prompt gives
@@ -120,6 +121,7 @@ class GeminiProvider(Provider):
     def __init__(self, spec: ModelSpec, options: ProviderOptions):
         super().__init__(spec, options)
         self._client: genai.Client | None = None  # keep the reference: a temporary is closed
+        self._http: httpx2.AsyncClient | None = None
         self.structured_supported = True
 
     def client(self) -> genai.Client:
@@ -128,10 +130,18 @@ class GeminiProvider(Provider):
                 self.check_credentials()
             except MissingCredentials as exc:
                 raise ProviderError("auth", str(exc), retryable=False) from None
+            # Our own httpx2 client, always: when aiohttp is importable google-genai otherwise
+            # switches to it, and on that path it silently retries dropped connections after a
+            # 1-10 s sleep (uncounted attempts) and raises aiohttp's exceptions instead.
+            pool = max(100, 2 * self.concurrency)
+            self._http = httpx2.AsyncClient(
+                limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+            )
             http_options = types.HttpOptions(
                 base_url=os.environ.get(self.base_url_env) or None,
                 timeout=int(self.options.timeout_s * 1000),  # milliseconds
                 retry_options=None,
+                httpx_async_client=self._http,
             )
             self._client = genai.Client(api_key=self.api_key(), vertexai=False, http_options=http_options)
         return self._client
@@ -140,6 +150,9 @@ class GeminiProvider(Provider):
         if self._client is not None:
             await self._client.aio.aclose()
             self._client = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     def build_config(self, *, structured: bool) -> types.GenerateContentConfig:
         config = types.GenerateContentConfig(

@@ -243,4 +243,8 @@ class OpenAIProvider(Provider):
             return error("not_found", f" (is {self.spec.model!r} a model this endpoint serves?)")
         if status == 413 or (status in (400, 422) and "image" in text.lower()):
             return error("image_rejected", " (the API did not accept the image)")
+        if "temperature" in text.lower():  # reasoning models (o-series, gpt-5) take only the default
+            return error(
+                "bad_request", " (this model may accept only its default temperature: try --temperature 1)"
+            )
         return error("bad_request")

@@ -32,6 +32,23 @@ from tenacity import (
 
 from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
 
+#: The ``error_type`` vocabulary of provider errors (the store's ``error_type`` column).
+ERROR_TYPES: dict[str, str] = {
+    "rate_limited": "HTTP 429, or a Retry-After above the cap (then not waited out); retried",
+    "quota": "the account has no quota or credit left (OpenAI insufficient_quota); not retried",
+    "server_error": "HTTP 5xx, 408 or 409; retried",
+    "timeout": "no reply within the per-call timeout; retried",
+    "connection": "connection refused, reset or dropped; retried",
+    "malformed_reply": "a 200 whose body is not valid JSON; retried",
+    "empty_reply": "no choices / no candidates and no block reason; not retried",
+    "auth": "key missing (before any call) or rejected (401; Gemini 400 'API key not valid'); not retried",
+    "permission": "HTTP 403; not retried",
+    "not_found": "HTTP 404, e.g. an unknown model name; not retried",
+    "image_rejected": "HTTP 413, or a 400/422 that mentions the image; not retried",
+    "bad_request": "any other 4xx; not retried",
+    "unexpected": "an exception no provider classified (a bug): recorded, not retried",
+}
+
 BACKOFF_BASE_S = 1.0
 BACKOFF_FACTOR = 2.0
 
@@ -141,12 +158,11 @@ def _over_cap(error: ProviderError, cap: float) -> bool:
     return error.retry_after is not None and error.retry_after > cap
 
 
-async def _one_attempt(provider: Provider, request: CallRequest) -> tuple[Reply, float]:
+async def _one_attempt(provider: Provider, request: CallRequest) -> Reply:
     """One call, bounded by the timeout; every failure comes out as a ProviderError."""
     timeout = provider.options.timeout_s
-    started = time.perf_counter()
     try:
-        reply = await asyncio.wait_for(provider.call(request), timeout)
+        return await asyncio.wait_for(provider.call(request), timeout)
     except ProviderError:
         raise
     except TimeoutError:
@@ -158,7 +174,6 @@ async def _one_attempt(provider: Provider, request: CallRequest) -> tuple[Reply,
     except Exception as exc:  # noqa: BLE001  (a provider bug or SDK surprise: recorded, never fatal)
         message = f"{provider.spec.raw}: {type(exc).__name__}: {exc}"
         raise ProviderError("unexpected", scrub(message), retryable=False) from None
-    return reply, (time.perf_counter() - started) * 1000.0
 
 
 async def call_with_retry(
@@ -199,10 +214,9 @@ async def call_with_retry(
                     await limiter.acquire()
                 started = time.perf_counter()
                 try:
-                    reply, latency = await _one_attempt(provider, request)
+                    reply = await _one_attempt(provider, request)
                 finally:
                     state["latency_ms"] = (time.perf_counter() - started) * 1000.0
-                state["latency_ms"] = latency
     except ProviderError as error:
         return CallOutcome(None, _final_error(error, cap, state["attempts"]), **state)
     return CallOutcome(reply, None, **state)

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_providers.py [--calls 2000] [--concurrency 32]
         [--delay 0.1] [--image-kb 64] [--runs 3] [--client provider|httpx2]
-        [--server asyncio|threaded] [--profile]
+        [--server asyncio|threaded] [--transport httpx2|aiohttp] [--profile]
 
 The ideal is concurrency / delay calls per second (320 for 32 in flight and 100 ms). The server
 runs in a child process so that its CPU does not compete with the client's for one GIL; by
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import io
 import json
@@ -120,10 +121,21 @@ def requests(count: int, kilobytes: int) -> list[CallRequest]:
     ]
 
 
-async def run_provider(reqs: list[CallRequest], concurrency: int) -> tuple[float, int]:
-    provider = OpenAIProvider(
-        parse_spec("openai:gpt-4o"), ProviderOptions(concurrency=concurrency, timeout_s=30)
-    )
+async def run_provider(
+    reqs: list[CallRequest], concurrency: int, transport: str = "httpx2"
+) -> tuple[float, int]:
+    options = ProviderOptions(concurrency=concurrency, timeout_s=30)
+    provider = OpenAIProvider(parse_spec("openai:gpt-4o"), options)
+    if transport == "aiohttp":  # the SDK's optional transport (pip install "openai[aiohttp]"), for comparison
+        import openai
+
+        provider._client = openai.AsyncOpenAI(
+            api_key=provider.client_key(),
+            base_url=provider.base_url(),
+            max_retries=0,
+            timeout=30,
+            http_client=openai.DefaultAioHttpClient(timeout=30),
+        )
     gate = asyncio.Semaphore(concurrency)
 
     async def one(request: CallRequest) -> bool:
@@ -176,6 +188,39 @@ async def run_httpx2(reqs: list[CallRequest], concurrency: int) -> tuple[float, 
         return time.perf_counter() - started, sum(results)
 
 
+PACKAGES = (
+    "openai",
+    "httpx2",
+    "httpcore2",
+    "h11",
+    "anyio",
+    "pydantic",
+    "tenacity",
+    "ingest",
+    "json",
+    "asyncio",
+)
+
+
+def print_by_package(root) -> None:  # noqa: ANN001  (a pyinstrument Frame)
+    """Self time of the sampled frames summed by package (a built-in counts for the package
+    that called it): where the client's time goes. Idle waiting in the event loop is "asyncio"."""
+    totals: dict[str, float] = {}
+    stack = [(root, "<root>")]
+    while stack:
+        frame, caller = stack.pop()
+        path = (frame.file_path or "").replace("\\", "/")
+        package = next((p for p in PACKAGES if f"/{p}/" in path or path.endswith(f"/{p}.py")), None)
+        if package is None:
+            package = path.rsplit("/", 1)[-1] if "/" in path else caller  # a built-in: its caller's
+        totals[package] = totals.get(package, 0.0) + frame.total_self_time
+        stack.extend((c, package) for c in frame.children if not c.is_synthetic)
+    whole = sum(totals.values()) or 1.0
+    print("self time by package:")
+    for package, seconds in sorted(totals.items(), key=lambda item: -item[1])[:14]:
+        print(f"  {package:<24} {seconds:7.2f} s  {100 * seconds / whole:5.1f} %")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,6 +232,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--client", choices=("provider", "httpx2"), default="provider")
     parser.add_argument("--server", choices=("asyncio", "threaded"), default="asyncio")
+    parser.add_argument(
+        "--transport", choices=("httpx2", "aiohttp"), default="httpx2", help="the SDK's HTTP transport"
+    )
     parser.add_argument("--profile", action="store_true", help="profile one run with pyinstrument")
     args = parser.parse_args()
 
@@ -201,11 +249,14 @@ def main() -> int:
         reqs = requests(args.calls, args.image_kb)
         ideal = args.concurrency / args.delay
         print(
-            f"client={args.client} server={args.server} calls={args.calls} concurrency={args.concurrency} delay={args.delay * 1000:.0f} ms "
+            f"client={args.client} transport={args.transport} server={args.server} calls={args.calls} concurrency={args.concurrency} delay={args.delay * 1000:.0f} ms "
             f"image={len(reqs[0].image) / 1024:.1f} KB (data URL {len(data_url(reqs[0].image, 'image/png')) / 1024:.1f} KB) "
             f"ideal={ideal:.0f} calls/s cpus={os.cpu_count()}"
         )
-        runner = run_provider if args.client == "provider" else run_httpx2
+        if args.client == "provider":
+            runner = functools.partial(run_provider, transport=args.transport)
+        else:
+            runner = run_httpx2
         rates = []
         for index in range(1 if args.profile else args.runs):
             if args.profile:
@@ -227,7 +278,8 @@ def main() -> int:
         median = statistics.median(rates)
         print(f"median: {median:.1f} calls/s = {median / ideal:.2f} of the ideal {ideal:.0f} calls/s")
         if args.profile:
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            print(profiler.output_text(unicode=False, color=False, time="percent_of_total"))
+            print_by_package(profiler.last_session.root_frame())
     finally:
         server.terminate()
         server.join(5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ TEXT = ("Synthetic. The vessel pattern is unusually smooth and the optic disc ma
 
 
 def bench_append(workdir: Path, n: int = 200_000, batch: int = 2000) -> None:
+    shutil.rmtree(workdir / "append_store", ignore_errors=True)
     store = Store(workdir / "append_store")
     now = datetime.now(UTC)
     rows = [{

@@ -1,0 +1,151 @@
+"""Exports (pure; no Streamlit): tables as CSV, LaTeX and Markdown; figures as PNG/SVG via kaleido.
+
+Static figure export needs a Chromium that kaleido can drive. Without one, kaleido tries to download
+a browser and fails (or hangs offline), so we look for Chromium first and raise
+:class:`StaticExportUnavailable` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+INSTALL_HINT = ("PNG/SVG export needs Chromium for kaleido: install Debian's `chromium` "
+                "(apt-get install -y chromium) or set BROWSER_PATH to a Chrome/Chromium binary.")
+_KALEIDO_LOCK = threading.Lock()
+
+
+class StaticExportUnavailable(RuntimeError):
+    """No Chromium for kaleido: static (PNG/SVG) figure export is not possible here."""
+
+
+def chromium_path() -> str | None:
+    """The browser kaleido will use: $BROWSER_PATH if executable, else the first Chromium on PATH."""
+    override = os.environ.get("BROWSER_PATH")
+    if override:
+        return override if os.access(override, os.X_OK) else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def figure_bytes(fig: go.Figure, fmt: str = "png", *, width: int = 1000, height: int = 600,
+                 scale: float = 2.0) -> bytes:
+    """The figure as PNG or SVG bytes, rendered by one shared kaleido server (started on first use).
+
+    Raises StaticExportUnavailable when no Chromium is present (checked before kaleido starts, so an
+    offline machine never hangs on a browser download).
+    """
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"unsupported figure format {fmt!r} (png or svg)")
+    if chromium_path() is None:
+        raise StaticExportUnavailable(INSTALL_HINT)
+    import kaleido  # imported late: only needed when someone exports
+
+    with _KALEIDO_LOCK, warnings.catch_warnings():  # one request/reply queue pair: one caller at a time
+        # plotly passes its bundled plotly.js path, which a running server already has
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+        kaleido.start_sync_server(silence_warnings=True)
+        return fig.to_image(format=fmt, width=width, height=height, scale=scale if fmt == "png" else 1)
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    """UTF-8 CSV without the index."""
+    return df.to_csv(index=False).encode("utf-8")
+
+
+def _cell(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(df: pd.DataFrame, *, caption: str = "", label: str = "", digits: int = 3) -> str:
+    """A booktabs ``table`` environment; text columns left-aligned, numbers right-aligned."""
+    align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in df.columns)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+              " & ".join(latex_escape(str(c)) for c in df.columns) + r" \\", r"\midrule"]
+    for row in df.itertuples(index=False):
+        lines.append(" & ".join(latex_escape(_cell(v, digits)) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, *, digits: int = 3) -> str:
+    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
+    header = "| " + " | ".join(_md_escape(str(c)) for c in df.columns) + " |"
+    rule = "| " + " | ".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + " |"
+    rows = ["| " + " | ".join(_md_escape(_cell(v, digits)) for v in row) + " |"
+            for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def fmt_interval(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+    """'0.583 [0.320, 0.807]' (or '–' when undefined)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if low is None or high is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+PAPER_COLUMNS: Sequence[tuple[str, str]] = (
+    ("model", "Model"), ("modality", "Modality"), ("prompt_id", "Prompt"), ("n", "n"),
+    ("coverage", "Coverage"),
+)
+
+
+def paper_table(groups: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The overview as a table for a paper: accuracy, sensitivity and specificity with 95% Wilson CIs."""
+    rows = []
+    for g in groups:
+        row = {label: g.get(key) for key, label in PAPER_COLUMNS}
+        row["Accuracy [95% CI]"] = fmt_interval(g.get("accuracy"), g.get("accuracy_ci_low"), g.get("accuracy_ci_high"))
+        row["Acc. answered"] = g.get("accuracy_answered")
+        row["Sensitivity [95% CI]"] = fmt_interval(g.get("sensitivity"), g.get("sensitivity_ci_low"),
+                                                   g.get("sensitivity_ci_high"))
+        row["Specificity [95% CI]"] = fmt_interval(g.get("specificity"), g.get("specificity_ci_low"),
+                                                   g.get("specificity_ci_high"))
+        row["Uncertain/refused/unparseable"] = f"{g.get('uncertain', 0)}/{g.get('refused', 0)}/{g.get('unparseable', 0)}"
+        row["Errors"] = g.get("errors", 0)
+        rows.append(row)
+    columns = [label for _k, label in PAPER_COLUMNS] + [
+        "Accuracy [95% CI]", "Acc. answered", "Sensitivity [95% CI]", "Specificity [95% CI]",
+        "Uncertain/refused/unparseable", "Errors"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def safe_filename(*parts: str) -> str:
+    """A file name from free text (model names contain ':' and '/')."""
+    text = "-".join(p for p in parts if p)
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:120] or "medlens"

@@ -1,0 +1,341 @@
+"""All SQL of the dashboard: one cached read-only connection per store and cached query functions.
+
+Every cached function takes plain arguments: the store root, the store ``signature`` (part count,
+bytes and newest mtime, so a new part written by a running ingest is a cache miss) and the filters.
+Metrics come from cache.metrics (defined once); the SQL here only selects and aggregates rows.
+Model text is aggregated in DuckDB (lengths, regex hits) and never pulled in bulk into pandas.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from cache import metrics as cm
+from cache.metrics import Filters
+from cache.store import Store
+from dashboard import stats, vocab
+
+TTL = 3600
+T = TypeVar("T")
+_GENERATIONS: dict[str, int] = {}  # root -> bumped by refresh(): a new connection for everyone
+ROWS = "(SELECT * FROM results UNION ALL BY NAME SELECT * FROM failures)"  # ok rows + open errors
+
+
+def open_store(root: str) -> duckdb.DuckDBPyConnection:
+    """Open a store for reading. The one place that knows what a store is: a directory today
+    (a .zip bundle later: open it here and every page follows)."""
+    return Store(root).connect()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _connection(root: str, generation: int, has_parts: bool) -> duckdb.DuckDBPyConnection:
+    # has_parts is part of the key: views made over an empty store must be re-made once parts exist
+    return open_store(root)
+
+
+def store_signature(root: str) -> str:
+    """'parts:bytes:newest-mtime-ns' of the response parts; cheap (a directory listing)."""
+    count = size = newest = 0
+    for dirpath, _dirs, files in os.walk(Path(root) / "responses"):
+        for name in files:
+            if name.endswith(".parquet"):
+                try:
+                    stat = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:  # removed by compact while we listed
+                    continue
+                count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+    return f"{count}:{size}:{newest}"
+
+
+def has_parts(signature: str) -> bool:
+    return not signature.startswith("0:")
+
+
+def refresh(root: str) -> None:
+    """Forget cached results and reconnect (the sidebar's Refresh button)."""
+    _GENERATIONS[root] = _GENERATIONS.get(root, 0) + 1
+    st.cache_data.clear()
+
+
+def _run(root: str, signature: str, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run ``fn`` on a cursor of the store's shared connection (cursors are per thread).
+
+    A part can vanish between DuckDB's glob and its read while `cache compact` swaps files; the
+    merged file is already in place then, so one retry sees a consistent store.
+    """
+    for attempt in range(3):
+        cur = _connection(root, _GENERATIONS.get(root, 0), has_parts(signature)).cursor()
+        try:
+            return fn(cur)
+        except (duckdb.IOException, duckdb.InvalidInputException):
+            if attempt == 2:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+        finally:
+            cur.close()
+    raise AssertionError("unreachable")
+
+
+def _df(root: str, signature: str, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+    return _run(root, signature, lambda cur: cur.execute(sql, params or []).df())
+
+
+def _and(where: str) -> str:
+    """A WHERE clause from Filters.where() turned into an AND continuation."""
+    return where.replace("WHERE", "AND", 1) if where else ""
+
+
+# -- store-level -------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def store_totals(root: str, signature: str) -> dict[str, int]:
+    if not has_parts(signature):
+        return {"rows": 0, "ok": 0, "errors": 0, "images": 0}
+    sql = ("SELECT count(*), count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'error'), "
+           "count(DISTINCT image_sha256) FROM responses")
+    rows, ok, errors, images = _run(root, signature, lambda cur: cur.execute(sql).fetchone())
+    return {"rows": rows, "ok": ok, "errors": errors, "images": images}
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def filter_options(root: str, signature: str) -> dict[str, list[str]]:
+    """Distinct values of each filter column (source '' = none)."""
+    fields = ("model", "modality", "prompt_id", "source", "truth")
+    if not has_parts(signature):
+        return {f: [] for f in fields}
+    sql = "SELECT DISTINCT model, modality, prompt_id, coalesce(source, ''), truth FROM responses"
+    combos = _run(root, signature, lambda cur: cur.execute(sql).fetchall())
+    return {f: sorted({str(c[i]) for c in combos if c[i] is not None}) for i, f in enumerate(fields)}
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def run_records(root: str, signature: str) -> list[dict[str, Any]]:
+    """Run provenance records (runs/<run_id>.json), oldest first."""
+    return Store(root).runs()
+
+
+def thumbnail(root: str, image_sha256: str) -> bytes | None:
+    """The stored JPEG thumbnail of an image, or None."""
+    path = Store(root).thumb_path(image_sha256)
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+# -- metrics (cache.metrics) ---------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def overview(root: str, signature: str, filters: Filters, by: tuple[str, ...] = cm.GROUP_BY) -> list[dict[str, Any]]:
+    """cache.metrics.group_metrics: one dict per group."""
+    if not has_parts(signature):
+        return []
+    return _run(root, signature, lambda cur: cm.group_metrics(cur, filters, by=by))
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def confusion(root: str, signature: str, filters: Filters) -> dict[tuple[str, str], dict[str, dict[str, int]]]:
+    """cache.metrics.confusion_matrix: (model, modality) -> truth -> label -> count."""
+    if not has_parts(signature):
+        return {}
+    return _run(root, signature, lambda cur: cm.confusion_matrix(cur, filters))
+
+
+def _paired_sql(filters: Filters) -> tuple[str, list[Any]]:
+    """cache.metrics.PAIRED_SQL with the filters applied to model A's side (as compare_models does)."""
+    where, params = filters.where()
+    extra = _and(where).replace("coalesce(", "coalesce(a.")
+    return cm.PAIRED_SQL.format(extra=extra), params
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def compare(root: str, signature: str, model_a: str, model_b: str, filters: Filters,
+            limit: int = 500) -> dict[str, Any]:
+    """cache.metrics.compare_models, aggregated in DuckDB so it scales to 10^6 rows: pair counts,
+    McNemar and kappa overall and per modality, and the first ``limit`` disagreements."""
+    paired, params = _paired_sql(filters)
+    counts = _df(root, signature, f"SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "
+                                  f"FROM ({paired}) GROUP BY ALL", [model_a, model_b, *params])
+    rows = counts.to_dict("records")
+    disagreements = _df(root, signature,
+                        f"SELECT image_sha256, image_path, modality, truth, source, prompt_id, repeat, "
+                        f"label_a, label_b FROM ({paired}) WHERE label_a <> label_b "
+                        f"ORDER BY modality, image_path, prompt_id, repeat LIMIT ?",
+                        [model_a, model_b, *params, limit])
+    by_modality = {m: stats.summarise_pairs([r for r in rows if r["modality"] == m])
+                   for m in sorted({r["modality"] for r in rows})}
+    return stats.summarise_pairs(rows) | {"model_a": model_a, "model_b": model_b, "by_modality": by_modality,
+                                    "disagreements": disagreements}
+
+
+# -- gallery ---------------------------------------------------------------------------------------
+def _gallery_images_sql(filters: Filters) -> tuple[str, list[Any]]:
+    where, params = filters.where(with_outcome=True)
+    sql = f"""
+    SELECT image_sha256, min(image_path) AS image_path, min(modality) AS modality, min(truth) AS truth,
+           min(source) AS source, count(*) AS answers,
+           bool_or(outcome IN ('wrong', 'abstained')) AS any_wrong,
+           count(DISTINCT label) AS distinct_labels
+    FROM {ROWS} {where} GROUP BY image_sha256"""
+    return sql, params
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def gallery_page(root: str, signature: str, filters: Filters, wrong_only: bool, disagree_only: bool,
+                 offset: int, limit: int) -> tuple[int, pd.DataFrame]:
+    """(number of matching images, one page of them). An image matches when at least one of its
+    ok rows / open errors matches the filters; 'wrong' = a wrong or abstained answer; 'disagree' =
+    at least two different labels among its matching answers."""
+    if not has_parts(signature):
+        return 0, pd.DataFrame()
+    images, params = _gallery_images_sql(filters)
+    cond = f"WHERE (NOT {bool(wrong_only)} OR any_wrong) AND (NOT {bool(disagree_only)} OR distinct_labels > 1)"
+    total = _run(root, signature, lambda cur: cur.execute(
+        f"SELECT count(*) FROM ({images}) {cond}", params).fetchone()[0])
+    page = _df(root, signature, f"SELECT * FROM ({images}) {cond} "
+                                f"ORDER BY modality, truth, source, image_path, image_sha256 LIMIT ? OFFSET ?",
+               [*params, limit, offset])
+    return int(total), page
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def gallery_answers(root: str, signature: str, filters: Filters, shas: tuple[str, ...]) -> pd.DataFrame:
+    """The matching answers (and open errors) for the images on one gallery page."""
+    where, params = filters.where(with_outcome=True)
+    return _df(root, signature,
+               f"SELECT image_sha256, model, prompt_id, repeat, status, label, outcome, correct, "
+               f"interpretation, error_type FROM {ROWS} WHERE list_contains(?, image_sha256) {_and(where)} "
+               f"ORDER BY model, prompt_id, repeat", [list(shas), *params])
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def image_detail(root: str, signature: str, image_sha256: str) -> pd.DataFrame:
+    """Every current answer (latest ok row per key) and open error for one image, unfiltered."""
+    return _df(root, signature, f"SELECT * EXCLUDE (params_json) FROM {ROWS} WHERE image_sha256 = ? "
+                                f"ORDER BY model, prompt_id, repeat", [image_sha256])
+
+
+# -- runs & errors ---------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def error_types(root: str, signature: str, filters: Filters) -> pd.DataFrame:
+    """Per model and error type: error rows ever written, keys affected, still open, latest message."""
+    where, params = filters.where()
+    return _df(root, signature, f"""
+        WITH e AS (SELECT model, coalesce(error_type, '(none)') AS error_type, count(*) AS error_rows,
+                          count(DISTINCT key) AS keys_affected, max(created_at) AS latest_at,
+                          arg_max(error_message, created_at) AS latest_message
+                   FROM responses WHERE status = 'error' {_and(where)} GROUP BY ALL),
+             o AS (SELECT model, coalesce(error_type, '(none)') AS error_type, count(*) AS still_open
+                   FROM failures {where} GROUP BY ALL)
+        SELECT e.model, e.error_type, e.error_rows, e.keys_affected, coalesce(o.still_open, 0) AS still_open,
+               e.latest_at, e.latest_message
+        FROM e LEFT JOIN o USING (model, error_type) ORDER BY e.model, e.error_rows DESC""", params + params)
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def latest_errors(root: str, signature: str, filters: Filters, limit: int = 20) -> pd.DataFrame:
+    where, params = filters.where()
+    return _df(root, signature, f"SELECT created_at, model, error_type, error_message, attempts, image_path, run_id "
+                                f"FROM responses WHERE status = 'error' {_and(where)} "
+                                f"ORDER BY created_at DESC LIMIT ?", [*params, limit])
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def run_costs(root: str, signature: str, filters: Filters) -> pd.DataFrame:
+    """Per run_id: rows, ok, errors, tokens and cost (all rows written, retries included)."""
+    where, params = filters.where()
+    return _df(root, signature, f"""
+        SELECT run_id, min(created_at) AS first_row, max(created_at) AS last_row,
+               string_agg(DISTINCT model, ', ' ORDER BY model) AS models, count(*) AS rows,
+               count(*) FILTER (WHERE status = 'ok') AS ok, count(*) FILTER (WHERE status = 'error') AS errors,
+               sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+               sum(cost_usd) AS cost_usd
+        FROM responses {where} GROUP BY run_id ORDER BY first_row, run_id""", params)
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def latency_stats(root: str, signature: str, filters: Filters) -> pd.DataFrame:
+    """Latency quantiles per model over current ok answers."""
+    where, params = filters.where()
+    df = _df(root, signature, f"""
+        SELECT model, count(latency_ms) AS n, avg(latency_ms) AS mean,
+               quantile_cont(latency_ms, [0.05, 0.25, 0.5, 0.75, 0.95]) AS q
+        FROM results {where} GROUP BY model HAVING count(latency_ms) > 0 ORDER BY model""", params)
+    if df.empty:
+        return pd.DataFrame(columns=["model", "n", "mean", "p05", "q1", "median", "q3", "p95"])
+    q = pd.DataFrame(df.pop("q").tolist(), columns=["p05", "q1", "median", "q3", "p95"])
+    return pd.concat([df, q], axis=1)
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def latency_histogram(root: str, signature: str, filters: Filters, bins: int = 40) -> pd.DataFrame:
+    """Binned latency counts per model (bins from the minimum to the 99th percentile; the tail is
+    counted in the last bin)."""
+    where, params = filters.where()
+    return _df(root, signature, f"""
+        WITH r AS (SELECT model, latency_ms AS x FROM results WHERE latency_ms IS NOT NULL {_and(where)}),
+             b AS (SELECT min(x) AS lo, greatest((quantile_cont(x, 0.99) - min(x)) / ?, 1e-9) AS w FROM r),
+             h AS (SELECT model, least(floor((x - lo) / w), ? - 1)::INTEGER AS bin, count(*) AS count
+                   FROM r, b GROUP BY ALL)
+        SELECT model, bin, lo + bin * w AS bin_start, lo + (bin + 1) * w AS bin_end, count
+        FROM h, b ORDER BY model, bin""", [*params, bins, bins])
+
+
+# -- interpretation quality ------------------------------------------------------------------------
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _family_case(modalities: list[str], patterns: dict[str, str], text: str) -> str:
+    """CASE over modality families with constant patterns (compiled once by DuckDB)."""
+    arms = []
+    for fam, pattern in patterns.items():
+        members = [m for m in modalities if vocab.family(m) == fam]
+        if members:
+            in_list = ", ".join(_literal(m) for m in members)
+            arms.append(f"WHEN modality IN ({in_list}) THEN regexp_matches({text}, {_literal(pattern)})")
+    return f"CASE {' '.join(arms)} ELSE NULL END" if arms else "NULL"
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def quality(root: str, signature: str, filters: Filters, modalities: tuple[str, ...]) -> pd.DataFrame:
+    """Per model x modality: answers, with text, length, share naming a modality-specific finding
+    (NaN for modalities without a vocabulary) and share hedging. Computed in DuckDB."""
+    where, params = filters.where()
+    patterns = {fam: vocab.findings_pattern(fam) for fam in vocab.FINDINGS}
+    finding = _family_case(list(modalities), patterns, "lt")
+    return _df(root, signature, f"""
+        WITH t AS (SELECT model, modality, lower(coalesce(interpretation, '')) AS lt,
+                          length(trim(coalesce(interpretation, ''))) AS chars FROM results {where})
+        SELECT model, modality, count(*) AS answers, count(*) FILTER (WHERE chars > 0) AS with_text,
+               avg(chars) FILTER (WHERE chars > 0) AS mean_chars,
+               median(chars) FILTER (WHERE chars > 0) AS median_chars,
+               avg(length(lt) - length(replace(trim(lt), ' ', '')) + 1) FILTER (WHERE chars > 0) AS mean_words,
+               count(*) FILTER (WHERE chars > 0 AND {finding}) AS names_finding,
+               bool_or({finding} IS NOT NULL) AS has_vocabulary,
+               count(*) FILTER (WHERE chars > 0 AND regexp_matches(lt, {_literal(vocab.hedge_pattern())})) AS hedged
+        FROM t GROUP BY ALL ORDER BY model, modality""", params)
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def finding_terms(root: str, signature: str, filters: Filters, modality: str) -> pd.DataFrame:
+    """For one modality: per model, how many answers name each finding of its vocabulary."""
+    fam = vocab.family(modality)
+    if fam is None:
+        return pd.DataFrame()
+    where, params = Filters(**{**filters.__dict__, "modality": (modality,)}).where()
+    counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(lt, {_literal(p)})) AS {_identifier(name)}"
+                       for name, p in vocab.FINDINGS[fam].items())
+    return _df(root, signature, f"SELECT model, count(*) AS answers, {counts} FROM "
+                                f"(SELECT model, lower(coalesce(interpretation, '')) AS lt FROM results {where}) "
+                                f"GROUP BY model ORDER BY model", params)

@@ -1,0 +1,116 @@
+"""The dashboard in a real browser: `streamlit run` on loopback, headless Debian chromium via Playwright.
+
+Screenshots go to $MEDLENS_SCREENSHOTS (or a temporary folder, printed). Table values are asserted
+through AppTest (tests/test_dashboard_pages.py); here: pages render, links reproduce views, and model
+text containing HTML, script or Markdown links stays inert.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import pytest
+
+from cache.metrics import Filters
+from dashboard import filters as qf
+from tests.dashboard_fixture import INJECTION, MODEL_A, MODEL_B, build_fixture_store
+from tests.dashboard_server import PAGES, browser_missing, chromium, streamlit_server, wait_idle
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")]
+
+CELLS = "() => Array.from(document.querySelectorAll('td[id^=\"glide-cell\"]')).map((c) => c.textContent)"
+#: url path -> texts that must be visible once the page has rendered
+KEY_TEXT = {
+    "": ["Which generator fools which model", "Accuracy (95% Wilson CI)"],
+    "confusion": [f"{MODEL_A} · fundus", "(57%)", "All cells"],
+    "gallery": ["Showing 1–12 of 26 images.", "real · KagglePneumonia"],
+    "compare": ["McNemar exact p", "0.227", "-0.12" if False else "Per modality"],
+    "runs": ["Errors by model and type", "Cost per run (USD)", "Run provenance"],
+    "quality": ["Interpretation quality", "names a finding"],
+}
+#: url path -> values that must appear in the first table drawn on the page
+KEY_CELLS = {"": "0.583 [0.320, 0.807]", "runs": "429 Too Many Requests: retry after 20 s", "quality": "0.385"}
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("MEDLENS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    fx = build_fixture_store(tmp_path_factory.mktemp("browser") / "store")
+    with streamlit_server(fx.root) as server, chromium() as page:
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        yield fx, server, page, dialogs
+
+
+def test_every_page_renders(app, shots):
+    fx, server, page, dialogs = app
+    for url, title in PAGES.items():
+        started = time.monotonic()
+        page.goto(f"{server.url}/{url}")
+        wait_idle(page, title)
+        elapsed = time.monotonic() - started
+        for text in KEY_TEXT[url]:
+            assert page.get_by_text(text).first.is_visible(), (url, text)
+        if url in KEY_CELLS:
+            assert KEY_CELLS[url] in page.evaluate(CELLS), url
+        assert page.get_by_text("Deploy", exact=True).count() == 0  # toolbarMode = viewer
+        page.screenshot(path=str(shots / f"{url or 'overview'}.png"), full_page=True)
+        assert elapsed < 30, (url, elapsed)
+    assert dialogs == []
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_copied_link_reproduces_the_view_across_pages(app, shots):
+    fx, server, page, _ = app
+    link = f"{server.url}/gallery?model={MODEL_A}&outcome=error"
+    page.goto(link)
+    wait_idle(page, "Gallery")
+    assert page.get_by_text("Showing 1–1 of 1 images.").is_visible()  # A's open error: fundus r7
+    assert page.get_by_text("no thumbnail").is_visible()
+    page.screenshot(path=str(shots / "gallery-linked.png"), full_page=True)
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Overview").click()
+    wait_idle(page, "Which generator fools which model")
+    query = parse_qs(urlparse(page.url).query)
+    assert query.get("model") == [MODEL_A] and query.get("outcome") == ["error"]  # filters survive navigation
+    cells = page.evaluate(CELLS)
+    assert MODEL_A in cells and MODEL_B not in cells
+
+
+def test_model_text_is_shown_literally_and_never_runs(app, shots):
+    fx, server, page, dialogs = app
+    sha = fx.sha("chest_xray", "r1")
+    for url in (f"{server.url}/gallery?source=KagglePneumonia", f"{server.url}/gallery?image={sha}"):
+        page.goto(url)
+        wait_idle(page, "Image detail" if "image=" in url else "Gallery")
+        assert page.get_by_text("<script>alert(1)</script>", exact=False).first.is_visible()
+        assert page.locator('a[href*="evil.example"]').count() == 0
+        assert page.locator('img[src="x"]').count() == 0
+        assert page.evaluate("() => Array.from(document.scripts).some((s) => s.text.includes('alert('))") is False
+    assert INJECTION.split(" <img")[0] in page.inner_text("body")
+    page.screenshot(path=str(shots / "gallery-detail-injection.png"), full_page=True)
+    time.sleep(0.5)
+    assert dialogs == []
+
+
+def test_disagreement_link_from_compare_opens_the_gallery_detail(app):
+    fx, server, page, _ = app
+    page.goto(f"{server.url}/compare?modality=chest_xray&a={MODEL_A}&b={MODEL_B}")
+    wait_idle(page, "Disagreements")
+    assert page.get_by_text("7 image(s) where the labels differ.").is_visible()
+    sha = fx.sha("chest_xray", "s5")
+    target = urljoin(page.url, qf.page_link("gallery", Filters(modality=("chest_xray",)), image=sha))
+    assert urlparse(target).path == "/gallery"
+    page.goto(target)
+    wait_idle(page, "Image detail")
+    assert page.get_by_text(f"image sha256: {sha}", exact=False).is_visible()
