@@ -16,7 +16,7 @@ from data.samples import DEFAULT_DEST, DEFAULT_TIMEOUT_S, REGISTRY
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m data", description="Public sample images and the demo store.")
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch-samples", help="download (or copy from a mirror) the registry's samples")
     fetch.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="folder for the images (default data/samples)")

@@ -107,21 +107,24 @@ def chromium(viewport: tuple[int, int] = (1400, 2400)) -> Iterator[Any]:
             browser.close()
 
 
-#: every dataframe has drawn (glide adds an accessibility <table> when it paints), every plotly chart
+#: every dataframe has drawn (glide fills an accessibility <table> when it paints), every plotly chart
 #: has its SVG, every image has loaded, and nothing is stale
 RENDERED = """() => {
   const all = (sel) => Array.from(document.querySelectorAll(sel));
   return all('[data-stale="true"]').length === 0
-    && all('[data-testid="stDataFrame"]').every((f) => f.querySelector('table'))
+    && all('[data-testid="stDataFrame"] table').length === all('[data-testid="stDataFrame"]').length
+    && all('[data-testid="stDataFrame"] table').every(
+         (t) => t.querySelector('td[id^="glide-cell"]') || t.getAttribute('aria-rowcount') === '1')
     && all('[data-testid="stPlotlyChart"]').every((c) => c.querySelector('.main-svg'))
     && all('img').every((i) => i.complete);
 }"""
 
 
 def wait_idle(page: Any, text: str | None = None, timeout_ms: int = 60_000) -> None:
-    """Wait until ``text`` is shown (if given), the script has finished and everything has drawn."""
-    if text:
-        page.get_by_text(text, exact=True).first.wait_for(timeout=timeout_ms)
+    """Wait until ``text`` is shown in the main area (if given), the script has finished and everything
+    has drawn."""
+    if text:  # in the main area: the sidebar's navigation shows every page title from the start
+        page.locator('[data-testid="stMain"]').get_by_text(text, exact=True).first.wait_for(timeout=timeout_ms)
     page.wait_for_selector(IDLE, timeout=timeout_ms)
     page.wait_for_function(RENDERED, timeout=timeout_ms)
     page.wait_for_selector(IDLE, timeout=timeout_ms)

@@ -28,12 +28,12 @@ def _ok_rows(store: Path) -> dict[str, tuple]:
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "data", per_cell=40, modalities=("fundus",))  # 80 images
+    data = make_dataset(tmp_path / "data", per_cell=150, modalities=("fundus",))  # 300 images
     manifest = tmp_path / "manifest.csv"
     cli("ingest", "scan", str(data), "--out", str(manifest), "--no-audit")
     store = tmp_path / "store"
     rng = random.Random(20261128)
-    with OpenAIServer(delay=0.08, default=("ok", "Synthetic. Smooth texture.")) as server:
+    with OpenAIServer(delay=0.1, default=("ok", "Synthetic. Smooth texture.")) as server:
         spec = f"compat:llava@{server.base_url}"
         command = [sys.executable, "-m", "ingest", "run", "--manifest", str(manifest), "--model", spec,
                    "--model", "baseline:forensic", "--store", str(store), "--concurrency", "2",
@@ -61,5 +61,5 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert set(seen) <= set(rows)
     all_ok = store_rows(store, "status = 'ok'")
     by_model = Counter(r["model"] for r in all_ok)
-    assert by_model == {spec: 80, "baseline:forensic": 80}
-    assert len({(r["model"], r["image_sha256"]) for r in all_ok}) == 160, "each image answered once per model"
+    assert by_model == {spec: 300, "baseline:forensic": 300}
+    assert len({(r["model"], r["image_sha256"]) for r in all_ok}) == 600, "each image answered once per model"

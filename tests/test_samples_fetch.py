@@ -155,7 +155,7 @@ def file_server(small_mirror: tuple[Path, Path]) -> Iterator[str]:
     server.server_close()
 
 
-def test_download_from_loopback_urls(file_server: str, tmp_path: Path) -> None:
+def test_download_from_loopback_urls(file_server: str, small_mirror: tuple[Path, Path], tmp_path: Path) -> None:
     rows = _registry_rows([*PICK, DERIVED])
     for row in rows[:3]:
         row["origin_url"] = f"{file_server}/{row['file']}"
@@ -167,6 +167,12 @@ def test_download_from_loopback_urls(file_server: str, tmp_path: Path) -> None:
     assert "1 derived file(s) have no download URL: they can only come from a mirror" in out
     assert f"unavailable: {PICK[2]}: HTTP 404" in out
     assert _sha(dest / PICK[0]) == rows[0]["sha256"]
+
+    served = small_mirror[1] / PICK[1]  # the server now sends other bytes than the registry pins
+    served.write_bytes(served.read_bytes()[:-1])
+    proc = cli("data", "fetch-samples", "--registry", str(registry), "--dest", str(tmp_path / "fresh"), check=False)
+    assert proc.returncode == 2 and rows[1]["origin_url"] in proc.stderr
+    assert rows[1]["sha256"] in proc.stderr and _sha(served) in proc.stderr
 
 
 def _closed_port() -> int:

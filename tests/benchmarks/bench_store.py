@@ -63,7 +63,7 @@ def run(cmd: list[str]) -> float:
     return elapsed
 
 
-def bench_cached_rerun(workdir: Path, images: int) -> None:
+def bench_cached_rerun(workdir: Path, images: int, profile: bool = False) -> None:
     data = workdir / "data"
     if not (data / "done").exists():
         for i in range(images):
@@ -81,6 +81,9 @@ def bench_cached_rerun(workdir: Path, images: int) -> None:
         first = run(base)
         Store(store).compact()
         times = [run(base) for _ in range(5)]
+        if profile:
+            run([py, "-m", "pyinstrument", "-o", str(workdir / "rerun_profile.txt"), *base[1:]])
+            print(f"profile of one cached re-run: {workdir / 'rerun_profile.txt'}")
     rows = Store(store).connect().execute("SELECT count(*) FROM responses").fetchone()[0]
     print(f"cached re-run: {images} images x 2 models ({rows} rows in store); first run {first:.1f} s; "
           f"re-run wall times {', '.join(f'{t:.2f}' for t in times)} s; median {statistics.median(times):.2f} s "
@@ -91,12 +94,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--profile", action="store_true", help="also profile one re-run (pyinstrument)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="medlens-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"workdir {workdir}")
     bench_append(workdir)
-    bench_cached_rerun(workdir, args.images)
+    bench_cached_rerun(workdir, args.images, args.profile)
 
 
 if __name__ == "__main__":
