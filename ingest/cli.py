@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-attempts", type=int, default=6, help="attempts per call, retries included")
     run.add_argument("--max-retry-wait", type=float, default=120.0,
                      help="longest wait honoured for one Retry-After / backoff (s)")
+    run.add_argument("--compat-key-env", metavar="NAME",
+                     help="env var holding the key for compat: servers (default MEDLENS_COMPAT_API_KEY)")
     run.add_argument("--no-progress", action="store_true")
 
     imp = sub.add_parser("import", help="store answers collected by hand (CSV or JSONL)")
@@ -131,6 +133,7 @@ def _provider_options(args: argparse.Namespace):
         temperature=args.temperature, max_tokens=args.max_tokens, detail=args.detail,
         timeout_s=args.timeout, max_attempts=args.max_attempts,
         max_retry_wait_s=args.max_retry_wait, concurrency=args.concurrency, rpm=args.rpm,
+        extra={"api_key_env": args.compat_key_env} if args.compat_key_env else {},
     )
 
 

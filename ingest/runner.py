@@ -28,7 +28,7 @@ from ingest.memo import PrepMemo
 from ingest.parse import parse_answer
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
-from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry
+from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry, scrub
 
 
 @dataclass
@@ -289,7 +289,10 @@ class Runner:
                         modality=task.item.row.modality, structured=self.prompt.structured,
                     )
                     outcome = await call_with_retry(task.provider, request, limiter=limiter)
-                    row = self._row(task, outcome, None)
+                    try:
+                        row = self._row(task, outcome, None)
+                    except Exception as exc:  # a bug of ours must not end the run: record it
+                        row = self._row(task, outcome, ("internal_error", scrub(f"{type(exc).__name__}: {exc}")))
             finally:
                 self.inflight -= estimate
             self.spent += row.get("cost_usd") or 0.0
