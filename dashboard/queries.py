@@ -29,10 +29,33 @@ _GENERATIONS: dict[str, int] = {}  # root -> bumped by refresh(): a new connecti
 ROWS = "(SELECT * FROM results UNION ALL BY NAME SELECT * FROM failures)"  # ok rows + open errors
 
 
-def open_store(root: str) -> duckdb.DuckDBPyConnection:
+#: cache.views' `results` with a cheaper dedup: the window runs only over keys that have more than one
+#: ok row (rare: re-imports, a compaction in progress). Same rows, same columns (tested against
+#: cache.views on every run of tests/test_dashboard_units.py); at 10^6 rows it is ~0.15 s per query
+#: instead of ~0.4-0.9 s. Pending a move into cache/views.py (reported), then this goes.
+FAST_RESULTS_SQL = """
+CREATE OR REPLACE VIEW results AS
+WITH ok AS (SELECT * FROM responses WHERE status = 'ok'),
+     dup AS (SELECT key FROM ok GROUP BY key HAVING count(*) > 1)
+SELECT *,
+       label IN ('real', 'synthetic') AS answered,
+       label = truth AS correct,
+       CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
+            WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
+FROM (SELECT * FROM ok ANTI JOIN dup USING (key)
+      UNION ALL BY NAME
+      SELECT * FROM (SELECT * FROM ok SEMI JOIN dup USING (key))
+      QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1)
+"""
+
+
+def open_store(root: str, *, fast_results: bool = True) -> duckdb.DuckDBPyConnection:
     """Open a store for reading. The one place that knows what a store is: a directory today
     (a .zip bundle later: open it here and every page follows)."""
-    return Store(root).connect()
+    con = Store(root).connect()
+    if fast_results and Store(root).part_paths():
+        con.execute(FAST_RESULTS_SQL)
+    return con
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -160,48 +183,53 @@ def compare(root: str, signature: str, model_a: str, model_b: str, filters: Filt
     """cache.metrics.compare_models, aggregated in DuckDB so it scales to 10^6 rows: pair counts,
     McNemar and kappa overall and per modality, and the first ``limit`` disagreements."""
     paired, params = _paired_sql(filters)
-    counts = _df(root, signature, f"SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "
-                                  f"FROM ({paired}) GROUP BY ALL", [model_a, model_b, *params])
+
+    def run(cur: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+        # the pairs once, in a temporary table of this cursor (cursors are separate connections)
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE pairs AS {paired}", [model_a, model_b, *params])
+        counts = cur.execute("SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "
+                             "FROM pairs GROUP BY ALL").df()
+        disagreements = cur.execute(
+            "SELECT image_sha256, image_path, modality, truth, source, prompt_id, repeat, label_a, label_b "
+            "FROM pairs WHERE label_a <> label_b ORDER BY modality, image_path, prompt_id, repeat LIMIT ?",
+            [limit]).df()
+        cur.execute("DROP TABLE pairs")
+        return counts, disagreements
+
+    counts, disagreements = _run(root, signature, run)
     rows = counts.to_dict("records")
-    disagreements = _df(root, signature,
-                        f"SELECT image_sha256, image_path, modality, truth, source, prompt_id, repeat, "
-                        f"label_a, label_b FROM ({paired}) WHERE label_a <> label_b "
-                        f"ORDER BY modality, image_path, prompt_id, repeat LIMIT ?",
-                        [model_a, model_b, *params, limit])
     by_modality = {m: stats.summarise_pairs([r for r in rows if r["modality"] == m])
                    for m in sorted({r["modality"] for r in rows})}
     return stats.summarise_pairs(rows) | {"model_a": model_a, "model_b": model_b, "by_modality": by_modality,
-                                    "disagreements": disagreements}
+                                          "disagreements": disagreements}
 
 
 # -- gallery ---------------------------------------------------------------------------------------
-def _gallery_images_sql(filters: Filters) -> tuple[str, list[Any]]:
-    where, params = filters.where(with_outcome=True)
-    sql = f"""
-    SELECT image_sha256, min(image_path) AS image_path, min(modality) AS modality, min(truth) AS truth,
-           min(source) AS source, count(*) AS answers,
-           bool_or(outcome IN ('wrong', 'abstained')) AS any_wrong,
-           count(DISTINCT label) AS distinct_labels
-    FROM {ROWS} {where} GROUP BY image_sha256"""
-    return sql, params
-
-
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def gallery_page(root: str, signature: str, filters: Filters, wrong_only: bool, disagree_only: bool,
                  offset: int, limit: int) -> tuple[int, pd.DataFrame]:
     """(number of matching images, one page of them). An image matches when at least one of its
     ok rows / open errors matches the filters; 'wrong' = a wrong or abstained answer; 'disagree' =
-    at least two different labels among its matching answers."""
+    at least two different labels among its matching answers. One pass: the total rides along."""
     if not has_parts(signature):
         return 0, pd.DataFrame()
-    images, params = _gallery_images_sql(filters)
-    cond = f"WHERE (NOT {bool(wrong_only)} OR any_wrong) AND (NOT {bool(disagree_only)} OR distinct_labels > 1)"
-    total = _run(root, signature, lambda cur: cur.execute(
-        f"SELECT count(*) FROM ({images}) {cond}", params).fetchone()[0])
-    page = _df(root, signature, f"SELECT * FROM ({images}) {cond} "
-                                f"ORDER BY modality, truth, source, image_path, image_sha256 LIMIT ? OFFSET ?",
-               [*params, limit, offset])
-    return int(total), page
+    where, params = filters.where(with_outcome=True)
+    sql = f"""
+        WITH images AS (
+            SELECT image_sha256, min(image_path) AS image_path, any_value(modality) AS modality,
+                   any_value(truth) AS truth, any_value(source) AS source, count(*) AS answers,
+                   bool_or(outcome IN ('wrong', 'abstained')) AS any_wrong,
+                   coalesce(min(label) <> max(label), false) AS disagree
+            FROM {ROWS} {where} GROUP BY image_sha256)
+        SELECT *, count(*) OVER () AS total FROM images
+        WHERE (NOT ? OR any_wrong) AND (NOT ? OR disagree)
+        ORDER BY modality, truth, source, image_path, image_sha256 LIMIT ? OFFSET ?"""
+    page = _df(root, signature, sql, [*params, bool(wrong_only), bool(disagree_only), limit, offset])
+    if page.empty and offset > 0:  # past the last page: the total still matters for the pager
+        total, _ = gallery_page(root, signature, filters, wrong_only, disagree_only, 0, 1)
+        return total, page.drop(columns="total")
+    total = int(page["total"].iloc[0]) if len(page) else 0
+    return total, page.drop(columns="total")
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
@@ -303,28 +331,33 @@ def _family_case(modalities: list[str], patterns: dict[str, str], text: str) -> 
         members = [m for m in modalities if vocab.family(m) == fam]
         if members:
             in_list = ", ".join(_literal(m) for m in members)
-            arms.append(f"WHEN modality IN ({in_list}) THEN regexp_matches({text}, {_literal(pattern)})")
+            arms.append(f"WHEN modality IN ({in_list}) THEN regexp_matches({text}, {_literal(pattern)}, 'i')")
     return f"CASE {' '.join(arms)} ELSE NULL END" if arms else "NULL"
 
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def quality(root: str, signature: str, filters: Filters, modalities: tuple[str, ...]) -> pd.DataFrame:
-    """Per model x modality: answers, with text, length, share naming a modality-specific finding
-    (NaN for modalities without a vocabulary) and share hedging. Computed in DuckDB."""
+    """Per model x modality: answers, with text, length in characters and words, how many name a
+    modality-specific finding and how many hedge. One pass in DuckDB; each regex runs once per row."""
     where, params = filters.where()
     patterns = {fam: vocab.findings_pattern(fam) for fam in vocab.FINDINGS}
-    finding = _family_case(list(modalities), patterns, "lt")
-    return _df(root, signature, f"""
-        WITH t AS (SELECT model, modality, lower(coalesce(interpretation, '')) AS lt,
-                          length(trim(coalesce(interpretation, ''))) AS chars FROM results {where})
+    finding = _family_case(list(modalities), patterns, "txt")
+    df = _df(root, signature, f"""
+        WITH t AS (SELECT model, modality, coalesce(interpretation, '') AS txt FROM results {where}),
+             f AS (SELECT model, modality, length(trim(txt)) AS chars,
+                          length(txt) - length(replace(txt, ' ', '')) + 1 AS words,
+                          {finding} AS finding,
+                          regexp_matches(txt, {_literal(vocab.hedge_pattern())}, 'i') AS hedged
+                   FROM t)
         SELECT model, modality, count(*) AS answers, count(*) FILTER (WHERE chars > 0) AS with_text,
                avg(chars) FILTER (WHERE chars > 0) AS mean_chars,
                median(chars) FILTER (WHERE chars > 0) AS median_chars,
-               avg(length(lt) - length(replace(trim(lt), ' ', '')) + 1) FILTER (WHERE chars > 0) AS mean_words,
-               count(*) FILTER (WHERE chars > 0 AND {finding}) AS names_finding,
-               bool_or({finding} IS NOT NULL) AS has_vocabulary,
-               count(*) FILTER (WHERE chars > 0 AND regexp_matches(lt, {_literal(vocab.hedge_pattern())})) AS hedged
-        FROM t GROUP BY ALL ORDER BY model, modality""", params)
+               avg(words) FILTER (WHERE chars > 0) AS mean_words,
+               count(*) FILTER (WHERE chars > 0 AND finding) AS names_finding,
+               count(*) FILTER (WHERE chars > 0 AND hedged) AS hedged
+        FROM f GROUP BY ALL ORDER BY model, modality""", params)
+    df["has_vocabulary"] = [vocab.family(m) is not None for m in df["modality"]]
+    return df
 
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
@@ -334,8 +367,8 @@ def finding_terms(root: str, signature: str, filters: Filters, modality: str) ->
     if fam is None:
         return pd.DataFrame()
     where, params = Filters(**{**filters.__dict__, "modality": (modality,)}).where()
-    counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(lt, {_literal(p)})) AS {_identifier(name)}"
+    counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(txt, {_literal(p)}, 'i')) AS {_identifier(name)}"
                        for name, p in vocab.FINDINGS[fam].items())
     return _df(root, signature, f"SELECT model, count(*) AS answers, {counts} FROM "
-                                f"(SELECT model, lower(coalesce(interpretation, '')) AS lt FROM results {where}) "
+                                f"(SELECT model, coalesce(interpretation, '') AS txt FROM results {where}) "
                                 f"GROUP BY model ORDER BY model", params)

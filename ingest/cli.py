@@ -208,17 +208,16 @@ def format_summary(result, store: Store) -> str:
 def cmd_import(args: argparse.Namespace) -> int:
     from ingest.images import PrepOptions
     from ingest.importer import build_import_rows, import_answers, read_answers
+    from ingest.items import ImageCache, identify_images
     from ingest.manifest import read_manifest
     from ingest.prompts import load_prompt
-    from ingest.runner import Runner
 
     prompt = load_prompt(args.prompt)
     answers = read_answers(args.answers)
     rows = read_manifest(args.manifest)
     store = Store(resolve_store(args.store))
-    runner = Runner(store=store, rows=rows, manifest_dir=args.manifest.resolve().parent,
-                    providers=[], prompt=prompt, prep=PrepOptions(), progress=False)
-    items = asyncio.run(runner.identify())
+    images = ImageCache(PrepOptions(), store)
+    items = asyncio.run(identify_images(rows, args.manifest.resolve().parent, images, progress=False))
     new_rows = build_import_rows(answers, args.answers, items, f"import:{args.model}", prompt)
     added, present = import_answers(store, new_rows)
     print(f"imported {added} answer(s) for import:{args.model} into {store.root}"

@@ -10,38 +10,22 @@ once a second. Ctrl-C / SIGTERM flush what is done; running the same command aga
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-import threading
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
-from ingest.images import ImageError, PreparedImage, PrepOptions, make_thumbnail, prepare_image
+from ingest.images import ImageError, PrepOptions
+from ingest.items import ImageCache, ImageItem, baseline_items, identify_images, image_error_key, progress_bar
 from ingest.manifest import ManifestRow
-from ingest.memo import PrepMemo
 from ingest.parse import parse_answer
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
 from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry, scrub
-
-
-@dataclass
-class ImageItem:
-    """One manifest row and what preparing it gave."""
-
-    row: ManifestRow
-    path: str  # a plain string: pathlib costs seconds over 10,000 images on a cached run
-    sha256: str | None = None
-    mime: str = "image/png"
-    width: int = 0
-    height: int = 0
-    error: ImageError | None = None
 
 
 @dataclass(frozen=True)
@@ -74,46 +58,6 @@ class RunResult:
     dry_run: bool = False
 
 
-class ImageCache:
-    """Prepared bytes of recently used images, so several models share one preparation."""
-
-    def __init__(self, options: PrepOptions, store: Store, capacity: int = 256):
-        self.options, self.store, self.capacity = options, store, capacity
-        self._items: OrderedDict[str, PreparedImage] = OrderedDict()
-        self._lock = threading.Lock()  # used from worker threads (asyncio.to_thread)
-
-    def put(self, prepared: PreparedImage) -> None:
-        with self._lock:
-            self._items[prepared.sha256] = prepared
-            self._items.move_to_end(prepared.sha256)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def prepare(self, path: str) -> PreparedImage:
-        prepared = prepare_image(Path(path), self.options)
-        self.store.write_thumb(prepared.sha256, make_thumbnail(prepared))
-        self.put(prepared)
-        return prepared
-
-    def get(self, item: ImageItem) -> PreparedImage:
-        with self._lock:
-            found = self._items.get(item.sha256 or "")
-        if found is not None:
-            return found
-        prepared = self.prepare(item.path)
-        if prepared.sha256 != item.sha256:  # the file changed under us since phase 1
-            raise ImageError(item.path, "changed", f"{item.path}: file changed during the run")
-        return prepared
-
-
-def image_error_key(item: ImageItem, model: str, prompt: Prompt, repeat: int) -> str:
-    """A stable key for an image that could not be prepared (no image sha exists)."""
-    return response_key(
-        provider="image_error", model=model, params={"path": item.row.image_path},
-        prompt_text=prompt.text, image_sha256="", repeat=repeat,
-    )
-
-
 class Runner:
     """Runs one manifest against several providers. See module docstring for the phases."""
 
@@ -144,38 +88,9 @@ class Runner:
         self.inflight = 0.0
         self.budget_stopped = False
 
-    # -- phase 1: identify images -------------------------------------------------------------
     async def identify(self) -> list[ImageItem]:
-        memo = PrepMemo.load(self.store, self.prep.as_params())
-        base = str(self.manifest_dir)
-        items = [ImageItem(row=r, path=os.path.join(base, r.image_path)) for r in self.rows]
-        todo: list[ImageItem] = []
-        for item in items:
-            hit = memo.lookup(item.path)
-            if hit:
-                item.sha256, item.mime, item.width, item.height = hit
-            else:
-                todo.append(item)
-        if todo:
-            bar = _bar(len(todo), "preparing images", self.progress)
-            gate = asyncio.Semaphore(2)
-
-            async def one(item: ImageItem) -> None:
-                async with gate:
-                    try:
-                        prepared = await asyncio.to_thread(self.images.prepare, item.path)
-                    except ImageError as exc:
-                        item.error = exc
-                    else:
-                        item.sha256, item.mime = prepared.sha256, prepared.mime
-                        item.width, item.height = prepared.width, prepared.height
-                        memo.record(item.path, item.sha256, item.mime, item.width, item.height)
-                bar.update(1)
-
-            await asyncio.gather(*(one(i) for i in todo))
-            bar.close()
-            memo.save()
-        return items
+        """Phase 1: every manifest row with its prepared image's sha256 (or its ImageError)."""
+        return await identify_images(self.rows, self.manifest_dir, self.images, self.progress)
 
     # -- phase 2: plan --------------------------------------------------------------------
     def plan(self, items: list[ImageItem], done: set[str]) -> list[Task]:
@@ -328,8 +243,8 @@ class Runner:
     async def execute(self, items: list[ImageItem], tasks: list[Task], writer: StoreWriter) -> None:
         for provider in self.providers:
             if any(t.provider is provider for t in tasks):
-                await provider.prepare(_baseline_items(provider, items, self.images))
-        bar = _bar(len(tasks), "calling models", self.progress)
+                await provider.prepare(baseline_items(provider, items, self.images))
+        bar = progress_bar(len(tasks), "calling models", self.progress)
         bar.set_postfix_str(self._postfix())
         workers = []
         for provider in self.providers:
@@ -390,32 +305,11 @@ class Runner:
         }
 
 
-def _baseline_items(provider: Provider, items: list[ImageItem], images: ImageCache) -> list[Any]:
-    if provider.spec.provider != "baseline":
-        return []
-    from ingest.providers.baseline import BaselineItem
-
-    def loader(item: ImageItem):
-        return lambda: images.get(item).data
-
-    return [
-        BaselineItem(image_sha256=i.sha256, modality=i.row.modality, truth=i.row.truth, load=loader(i))
-        for i in items if i.sha256 is not None
-    ]
-
-
 async def _flush_every(writer: StoreWriter, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         if writer.pending:
             await asyncio.to_thread(writer.flush)
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="call" if "call" in desc else "img",
-                disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
 def run_with_signals(runner: Runner, dry_run: bool = False) -> RunResult:

@@ -193,11 +193,29 @@ def test_quality_sql_matches_the_python_mirror(tmp_path):
     for text in texts:
         for modality in ("fundus", "chest_xray"):
             fam = vocab.family(modality)
-            sql_finding, sql_hedge = con.execute(
-                "SELECT regexp_matches(lower(?), ?), regexp_matches(lower(?), ?)",
-                [text, vocab.findings_pattern(fam), text, vocab.hedge_pattern()]).fetchone()
+            sql_finding, sql_hedge = con.execute(  # as in dashboard.queries.quality: case-insensitive
+                "SELECT regexp_matches(?, ?, 'i'), regexp_matches(?, ?, 'i')",
+                [text.upper(), vocab.findings_pattern(fam), text.upper(), vocab.hedge_pattern()]).fetchone()
             assert sql_finding == vocab.names_finding(text, modality), (text, modality)
             assert sql_hedge == vocab.hedges(text), text
+
+
+def test_fast_results_view_equals_cache_views(tmp_path):
+    """dashboard.queries.FAST_RESULTS_SQL returns exactly the rows and columns of cache.views' `results`,
+    with a superseded answer (latest wins) and with every row twice (a compaction in progress)."""
+    from dashboard import queries
+    from tests.dashboard_fixture import build_fixture_store
+
+    fx = build_fixture_store(tmp_path / "store")
+    store = Store(fx.root)
+    for round_ in range(2):
+        reference = store.connect().execute("SELECT * FROM results ORDER BY key")
+        expected = (reference.fetchall(), [d[0] for d in reference.description])
+        fast = queries.open_store(str(fx.root)).execute("SELECT * FROM results ORDER BY key")
+        assert (fast.fetchall(), [d[0] for d in fast.description]) == expected
+        assert len(expected[0]) == 50
+        if round_ == 0:
+            store.append(fx.rows)  # every key now has two identical ok rows
 
 
 def test_quality_query_leaves_unknown_modalities_without_a_share(tmp_path):

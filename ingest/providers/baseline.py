@@ -177,7 +177,6 @@ def score_modality(
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     distinct = set(zip(groups, truths, strict=True))
@@ -307,6 +306,13 @@ def _measure(item: BaselineItem) -> np.ndarray | str:
         return image_features(item.load())
     except Exception as exc:  # any undecodable image becomes a per-image error
         return f"{type(exc).__name__}: {exc}"
+
+
+def make_pipeline(*steps: Any) -> Any:
+    """sklearn's make_pipeline, imported on use (a fully cached run never loads sklearn)."""
+    from sklearn.pipeline import make_pipeline as sk_make_pipeline
+
+    return sk_make_pipeline(*steps)
 
 
 def _sklearn_version() -> str:
