@@ -2,7 +2,8 @@
 
     streamlit run dashboard/app.py -- [--store DIR]      (or: python -m dashboard [--store DIR])
 
-The store is `--store`, else $MEDLENS_STORE, else data/store. dashboard/.streamlit/config.toml binds the
+The store is `--store`, else $MEDLENS_STORE, else data/store: a store folder or a bundle .zip
+(`python -m cache export`), opened read-only. dashboard/.streamlit/config.toml binds the
 server to 127.0.0.1 and turns usage statistics off, whatever the working directory.
 """
 
@@ -17,6 +18,7 @@ if str(REPO) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.pat
 
 import streamlit as st  # noqa: E402
 
+from cache.bundle import BundleError  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
 from dashboard.context import AppContext, set_context, store_argument  # noqa: E402
@@ -45,7 +47,11 @@ def drop_other_pages_params(url_path: str) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="MedLens", page_icon=":material/visibility:", layout="wide")
-    root = str(resolve_store(store_argument(sys.argv[1:])))
+    try:
+        root = queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
+    except BundleError as exc:
+        st.error(f"Cannot open the store: {ui.literal(exc)}")
+        st.stop()
     signature = queries.store_signature(root)
     options = queries.filter_options(root, signature)
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)

@@ -51,7 +51,7 @@ def accuracy_bars(groups: Sequence[Mapping[str, Any]], metric: str = "accuracy")
                       yaxis=dict(range=[0, 1.08], title=METRIC_TITLES.get(metric, metric)),
                       xaxis_title="model", legend_title="modality")
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance",
-                  annotation_position="bottom left")
+                  annotation_position="top left")
     return fig
 
 

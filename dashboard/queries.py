@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
+from cache import bundle
 from cache import metrics as cm
 from cache.metrics import Filters
 from cache.store import Store
@@ -31,27 +32,46 @@ ROWS = "(SELECT * FROM results UNION ALL BY NAME SELECT * FROM failures)"  # ok 
 
 #: cache.views' `results` with a cheaper dedup: the window runs only over keys that have more than one
 #: ok row (rare: re-imports, a compaction in progress). Same rows, same columns (tested against
-#: cache.views on every run of tests/test_dashboard_units.py); at 10^6 rows it is ~0.15 s per query
-#: instead of ~0.4-0.9 s. Pending a move into cache/views.py (reported), then this goes.
+#: cache.views in tests/test_dashboard_units.py). At 10^6 rows: group_metrics ~0.45 s instead of ~0.7 s,
+#: the Compare self-join ~0.9 s instead of ~1.2 s. NOT MATERIALIZED matters: DuckDB materialises a CTE
+#: used twice, with every column (the texts too: 1.6 GB). Pending a move into cache/views.py (reported).
 FAST_RESULTS_SQL = """
 CREATE OR REPLACE VIEW results AS
-WITH ok AS (SELECT * FROM responses WHERE status = 'ok'),
-     dup AS (SELECT key FROM ok GROUP BY key HAVING count(*) > 1)
+WITH ok AS NOT MATERIALIZED (SELECT * FROM responses WHERE status = 'ok'),
+     dup AS NOT MATERIALIZED (SELECT key FROM responses WHERE status = 'ok' GROUP BY key HAVING count(*) > 1)
 SELECT *,
        label IN ('real', 'synthetic') AS answered,
        label = truth AS correct,
        CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
             WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
 FROM (SELECT * FROM ok ANTI JOIN dup USING (key)
-      UNION ALL BY NAME
-      SELECT * FROM (SELECT * FROM ok SEMI JOIN dup USING (key))
-      QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1)
+      UNION ALL
+      (SELECT * FROM ok SEMI JOIN dup USING (key)
+       QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1))
 """
 
 
+@st.cache_resource(max_entries=8, show_spinner="Opening the bundle…")
+def _bundle_root(path: str, mtime_ns: int, size: int) -> str:
+    return str(bundle.open_store(path).root)  # checked and extracted once per zip (cache.bundle)
+
+
+def store_root(path: str) -> str:
+    """The store folder behind ``--store``: a folder as given, a bundle .zip extracted once.
+    Raises cache.bundle.BundleError for a missing, damaged or tampered zip."""
+    target = Path(path)
+    if target.suffix.lower() != ".zip" and not target.is_file():
+        return path
+    try:
+        stat = target.stat()
+    except OSError:
+        bundle.open_store(path)  # raises BundleError with the reason
+        raise
+    return _bundle_root(path, stat.st_mtime_ns, stat.st_size)
+
+
 def open_store(root: str, *, fast_results: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open a store for reading. The one place that knows what a store is: a directory today
-    (a .zip bundle later: open it here and every page follows)."""
+    """Open a store folder for reading (a bundle is resolved to its folder by store_root first)."""
     con = Store(root).connect()
     if fast_results and Store(root).part_paths():
         con.execute(FAST_RESULTS_SQL)
@@ -337,22 +357,19 @@ def _family_case(modalities: list[str], patterns: dict[str, str], text: str) -> 
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def quality(root: str, signature: str, filters: Filters, modalities: tuple[str, ...]) -> pd.DataFrame:
-    """Per model x modality: answers, with text, length in characters and words, how many name a
-    modality-specific finding and how many hedge. One pass in DuckDB; each regex runs once per row."""
+    """Per model x modality: answers, with text, length in characters, how many name a modality-specific
+    finding and how many hedge. One pass in DuckDB; each regex runs once per row."""
     where, params = filters.where()
     patterns = {fam: vocab.findings_pattern(fam) for fam in vocab.FINDINGS}
     finding = _family_case(list(modalities), patterns, "txt")
     df = _df(root, signature, f"""
         WITH t AS (SELECT model, modality, coalesce(interpretation, '') AS txt FROM results {where}),
-             f AS (SELECT model, modality, length(trim(txt)) AS chars,
-                          length(txt) - length(replace(txt, ' ', '')) + 1 AS words,
-                          {finding} AS finding,
+             f AS (SELECT model, modality, length(trim(txt)) AS chars, {finding} AS finding,
                           regexp_matches(txt, {_literal(vocab.hedge_pattern())}, 'i') AS hedged
                    FROM t)
         SELECT model, modality, count(*) AS answers, count(*) FILTER (WHERE chars > 0) AS with_text,
                avg(chars) FILTER (WHERE chars > 0) AS mean_chars,
                median(chars) FILTER (WHERE chars > 0) AS median_chars,
-               avg(words) FILTER (WHERE chars > 0) AS mean_words,
                count(*) FILTER (WHERE chars > 0 AND finding) AS names_finding,
                count(*) FILTER (WHERE chars > 0 AND hedged) AS hedged
         FROM f GROUP BY ALL ORDER BY model, modality""", params)

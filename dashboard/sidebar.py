@@ -6,7 +6,7 @@ import streamlit as st
 
 from cache.metrics import Filters
 from dashboard import filters as qf
-from dashboard import queries
+from dashboard import queries, ui
 
 LABELS = {"model": "Model", "modality": "Modality", "prompt_id": "Prompt", "source": "Source / generator",
           "truth": "Truth", "outcome": "Outcome"}
@@ -48,7 +48,7 @@ def render(root: str, signature: str, options: dict[str, list[str]]) -> Filters:
     sb = st.sidebar
     sb.header("Filters")
     if dropped:
-        sb.warning("Not in this store, ignored: " + ", ".join(dropped))
+        sb.warning("Not in this store, ignored: " + ", ".join(ui.literal(d) for d in dropped))
     chosen = {}
     for field, name in qf.PARAMS.items():
         choices = list(qf.OUTCOMES) if field == "outcome" else options.get(field, [])
@@ -60,7 +60,7 @@ def render(root: str, signature: str, options: dict[str, list[str]]) -> Filters:
               args=(root,), help="Re-read the store: new responses written by a running ingest appear.")
     totals = queries.store_totals(root, signature)
     parts = signature.split(":", 1)[0]
-    sb.caption(f"Store: {root}")
+    sb.caption(f"Store: {ui.literal(root)}")
     sb.caption(f"{totals['rows']:,} rows ({totals['ok']:,} ok, {totals['errors']:,} errors), "
                f"{totals['images']:,} images, {parts} part(s)")
     return filters

@@ -5,6 +5,7 @@ Model text is shown only through st.text / st.code (no Markdown, no HTML), never
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import exports
+
+
+def literal(text: object) -> str:
+    """``text`` as a Markdown code span, for user data (model names, sources, paths, URL values) in
+    captions and notices: shown verbatim, never a link, emphasis, emoji, LaTeX or HTML."""
+    body = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", body)), default=0) + 1)
+    return f"{fence} {body} {fence}"
+
+
+def filters_note(described: str, extra: str = "") -> None:
+    """The caption that opens a page: the filters in force, then what the page shows."""
+    st.caption(f"Filters: {literal(described)}{extra}")
 
 
 def table(df: pd.DataFrame, name: str, key: str, *, column_config: Mapping[str, Any] | None = None,
@@ -43,7 +57,7 @@ def figure(fig: go.Figure, name: str, key: str) -> None:
 def empty_store(root: str) -> None:
     """What to do when the store has no responses yet."""
     st.title("MedLens")
-    st.info(f"The store {root!s} has no responses yet. Build the demo store, or run an ingest, then press "
+    st.info(f"The store {literal(root)} has no responses yet. Build the demo store, or run an ingest, then press "
             "Refresh in the sidebar.")
     st.markdown("**Demo** (offline baseline detector over bundled sample images):")
     st.code("python -m data demo\nstreamlit run dashboard/app.py -- --store data/demo_store", language="bash")
@@ -51,7 +65,7 @@ def empty_store(root: str) -> None:
     st.code(f"python -m ingest scan DATASET --out manifest.csv\n"
             f"python -m ingest run --manifest manifest.csv --model openai:gpt-4o --store {root}",
             language="bash")
-    st.caption("The store is chosen by `--store DIR`, else $MEDLENS_STORE, else data/store.")
+    st.caption("The store is chosen by `--store DIR`, else `$MEDLENS_STORE`, else `data/store`.")
 
 
 def url_state(key: str, param: str, default: Any, parse: Any = str) -> None:

@@ -100,6 +100,10 @@ def test_model_text_is_shown_literally_and_never_runs(app, shots):
         assert page.locator('img[src="x"]').count() == 0
         assert page.evaluate("() => Array.from(document.scripts).some((s) => s.text.includes('alert('))") is False
     assert INJECTION.split(" <img")[0] in page.inner_text("body")
+    page.goto(f"{server.url}/?source=[x](http://evil.example)&model=<b>m</b>")  # a crafted link
+    wait_idle(page, "Overview")
+    expect(page.get_by_text("source=[x](http://evil.example)").first).to_be_visible()
+    assert page.locator('a[href*="evil.example"]').count() == 0 and page.locator("b", has_text="m").count() == 0
     page.screenshot(path=str(shots / "gallery-detail-injection.png"), full_page=True)
     time.sleep(0.5)
     assert dialogs == []
@@ -116,3 +120,22 @@ def test_disagreement_link_from_compare_opens_the_gallery_detail(app):
     page.goto(target)
     wait_idle(page, "Image detail")
     expect(page.get_by_text(f"image sha256: {sha}", exact=False)).to_be_visible()
+
+
+def test_downloads_deliver_csv_latex_and_png(app, tmp_path):
+    fx, server, page, _ = app
+    page.goto(server.url)
+    wait_idle(page, "Overview")
+    buttons = page.locator('[data-testid="stMain"] [data-testid="stDownloadButton"]')
+    files = {}
+    for label in ("CSV", "LaTeX", "PNG"):
+        with page.expect_download(timeout=60_000) as download:
+            buttons.get_by_role("button", name=label, exact=True).first.click()
+        target = tmp_path / download.value.suggested_filename
+        download.value.save_as(target)
+        files[label] = target
+    assert files["CSV"].name == "medlens-overview.csv"
+    assert files["CSV"].read_text().splitlines()[0].startswith("model,modality,prompt_id,accuracy_ci,n,")
+    assert r"0.583 [0.320, 0.807]" in files["LaTeX"].read_text()
+    if files["PNG"].read_bytes()[:4] != b"\x89PNG":
+        pytest.fail(f"PNG export returned {files['PNG'].read_bytes()[:200]!r}")

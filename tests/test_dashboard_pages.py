@@ -126,9 +126,11 @@ def test_filters_come_from_the_url_and_go_back_into_it(open_app):
 
 
 def test_unknown_url_values_are_dropped_with_a_warning(open_app):
-    at = open_app(model=["nope:model", MODEL_B])
+    at = open_app(model=["nope:model", MODEL_B, "[x](http://evil.example)"])
     assert at.multiselect(key="sidebar_model").value == [MODEL_B]
-    assert any("model=nope:model" in w.value for w in at.warning)
+    # URL values are echoed as code spans: a crafted link cannot put a link (or HTML) on the page
+    assert at.warning[0].value == ("Not in this store, ignored: ` model=nope:model `, "
+                                   "` model=[x](http://evil.example) `")
 
 
 # -- Confusion matrices --------------------------------------------------------------------------------
@@ -329,3 +331,21 @@ def test_page_params_do_not_leak_to_other_pages(open_app):
     assert "image" not in at.query_params and "a" not in at.query_params
     assert charts(at)[0]["layout"]["title"]["text"].startswith("Sensitivity")
     assert Filters(model=(MODEL_A,)).where()[1] == [MODEL_A]
+
+
+def test_a_bundle_zip_opens_like_its_store_and_a_bad_one_says_why(tmp_path, monkeypatch, fx):
+    from cache.bundle import export_bundle
+
+    monkeypatch.setenv("MEDLENS_BUNDLE_CACHE", str(tmp_path / "bundles"))
+    zip_path = tmp_path / "study.zip"
+    export_bundle(Store(fx.root), zip_path)
+    monkeypatch.setenv("MEDLENS_STORE", str(zip_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    df = frame(at, "accuracy_ci")
+    assert row(df, model=MODEL_A, modality="fundus", prompt_id="paper")["accuracy_ci"] == "0.583 [0.320, 0.807]"
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    monkeypatch.setenv("MEDLENS_STORE", str(broken))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception and "Cannot open the store" in at.error[0].value and "broken.zip" in at.error[0].value

@@ -50,6 +50,14 @@ def test_page_link_and_describe():
     assert qf.without(f, "model") == Filters(modality=("chest_xray",))
 
 
+def test_literal_makes_user_text_inert_markdown():
+    from dashboard.ui import literal
+
+    assert literal("[x](http://evil.example)") == "` [x](http://evil.example) `"
+    assert literal("a`b``c") == "``` a`b``c ```"  # the fence is longer than any run inside
+    assert literal("two\nlines  <b>") == "` two lines <b> `"
+
+
 def test_store_argument_takes_only_store():
     assert store_argument(["--store", "/x"]) == "/x"
     assert store_argument(["-q", "tests/test_x.py", "--strict-markers"]) is None

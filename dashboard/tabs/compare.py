@@ -50,9 +50,9 @@ def render() -> None:
         st.warning("Pick two different models.")
         return
     filters = qf.without(ctx.filters, "model", "outcome")
-    st.caption(f"Filters: {qf.describe(filters)} (the model and outcome filters do not apply here). Pairs: the "
-               "same image, prompt and repeat answered by both models (latest ok answers). McNemar's exact test "
-               "uses the images exactly one model got right; kappa compares the five labels.")
+    ui.filters_note(qf.describe(filters), " (the model and outcome filters do not apply here). Pairs: the same "
+                    "image, prompt and repeat answered by both models (latest ok answers). McNemar's exact test "
+                    "uses the images exactly one model got right; kappa compares the five labels.")
     result = queries.compare(ctx.root, ctx.signature, model_a, model_b, filters)
     if result["n_pairs"] == 0:
         st.warning("The two models have no images in common under these filters.")
@@ -65,7 +65,7 @@ def render() -> None:
     table = pd.DataFrame({"B correct": [result["both_correct"], result["b_only_correct"]],
                           "B wrong": [result["a_only_correct"], result["both_wrong"]]},
                          index=["A correct", "A wrong"]).reset_index(names="")
-    st.caption(f"A = {model_a}; B = {model_b}")
+    st.caption(f"A = {ui.literal(model_a)}; B = {ui.literal(model_b)}")
     ui.table(table, "medlens-compare-2x2", key="compare_table")
     st.subheader("Per modality")
     ui.table(summary_frame(result), "medlens-compare-summary", key="compare_summary",

@@ -27,9 +27,9 @@ def long_frame(cms: dict[tuple[str, str], dict[str, dict[str, int]]]) -> pd.Data
 def render() -> None:
     ctx = get_context()
     st.title("Confusion matrices")
-    st.caption(f"Filters: {qf.describe(ctx.filters)}. Rows: truth; columns: predicted label; each cell shows "
-               "the count and the share of its row. Prompts in the filter are pooled: pick one prompt in the "
-               "sidebar to separate them. Same numbers as `python -m cache metrics --json`.")
+    ui.filters_note(qf.describe(ctx.filters), ". Rows: truth; columns: predicted label; each cell shows the "
+                    "count and the share of its row. Prompts in the filter are pooled: pick one prompt in the "
+                    "sidebar to separate them. Same numbers as `python -m cache metrics --json`.")
     cms = queries.confusion(ctx.root, ctx.signature, ctx.filters)
     if not cms:
         st.warning("No responses match the filters.")

@@ -88,8 +88,8 @@ def _grid(ctx: AppContext) -> None:
     for param, value, default in (("wrong", wrong, False), ("disagree", disagree, False), ("gpage", page, 1)):
         ui.set_url_param(param, value, default)
     first = (page - 1) * PAGE_SIZE + 1
-    st.caption(f"Filters: {qf.describe(ctx.filters)}. "
-               + (f"Showing {first}–{first + len(images) - 1} of {total} images." if total else "No images match."))
+    ui.filters_note(qf.describe(ctx.filters), ". " + (f"Showing {first}–{first + len(images) - 1} of {total} images."
+                                                      if total else "No images match."))
     if images.empty:
         return
     answers = queries.gallery_answers(ctx.root, ctx.signature, ctx.filters, tuple(images["image_sha256"]))

@@ -36,9 +36,9 @@ def overview_frame(groups: list[dict[str, Any]], columns: tuple[str, ...] = COLU
 def render() -> None:
     ctx = get_context()
     st.title("Overview")
-    st.caption(f"Filters: {qf.describe(ctx.filters)}. Accuracy counts abstentions (uncertain, refused, "
-               "unparseable) as wrong; sensitivity (synthetic = positive) and specificity are over answered "
-               "images; intervals are 95% Wilson.")
+    ui.filters_note(qf.describe(ctx.filters), ". Accuracy counts abstentions (uncertain, refused, unparseable) "
+                    "as wrong; sensitivity (synthetic = positive) and specificity are over answered images; "
+                    "intervals are 95% Wilson.")
     if ctx.filters.outcome:
         st.caption("The outcome filter applies to the gallery and the row lists; metrics use every outcome.")
     groups = queries.overview(ctx.root, ctx.signature, ctx.filters)

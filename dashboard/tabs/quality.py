@@ -9,7 +9,7 @@ from dashboard import figures, queries, ui, vocab
 from dashboard import filters as qf
 from dashboard.context import get_context
 
-COLUMNS = ("model", "modality", "answers", "with_text", "mean_chars", "median_chars", "mean_words",
+COLUMNS = ("model", "modality", "answers", "with_text", "mean_chars", "median_chars",
            "names_finding", "finding_share", "hedged", "hedge_share")
 
 
@@ -26,11 +26,11 @@ def render() -> None:
     ctx = get_context()
     filters = qf.without(ctx.filters, "outcome")
     st.title("Interpretation quality")
-    st.caption(f"Filters: {qf.describe(filters)}. The seed study found GPT-4V's interpretations generic. Per model "
-               "and modality: how long the interpretations are, how many name a finding specific to the "
-               "modality (fundus: optic disc, macula, vessels, exudates, haemorrhages...; chest: lung fields, "
-               "costophrenic angles, cardiac silhouette, effusion...), and how many hedge (may, might, "
-               "possibly, cannot determine...). Shares are over answers with an interpretation.")
+    ui.filters_note(qf.describe(filters), ". The seed study found GPT-4V's interpretations generic. Per model "
+                    "and modality: how long the interpretations are, how many name a finding specific to the "
+                    "modality (fundus: optic disc, macula, vessels, exudates, haemorrhages...; chest: lung fields, "
+                    "costophrenic angles, cardiac silhouette, effusion...), and how many hedge (may, might, "
+                    "possibly, cannot determine...). Shares are over answers with an interpretation.")
     raw = queries.quality(ctx.root, ctx.signature, filters, tuple(ctx.options.get("modality", [])))
     if raw.empty:
         st.warning("No answers match the filters.")
@@ -39,15 +39,14 @@ def render() -> None:
     rate = st.column_config.NumberColumn(format="%.3f")
     ui.table(df, "medlens-interpretation-quality", key="quality_table",
              column_config={"finding_share": rate, "hedge_share": rate,
-                            "mean_chars": st.column_config.NumberColumn(format="%.0f"),
-                            "mean_words": st.column_config.NumberColumn(format="%.1f")})
+                            "mean_chars": st.column_config.NumberColumn(format="%.0f")})
     ui.figure(figures.quality_bars(df.to_dict("records")), "medlens-interpretation-quality", key="quality_chart")
 
     if st.toggle("Count each finding", key="quality_terms", help="One column per finding of the vocabulary."):
         for modality in sorted(df["modality"].unique()):
             terms = queries.finding_terms(ctx.root, ctx.signature, filters, modality)
             if not terms.empty:
-                st.caption(f"{modality}: answers naming each finding")
+                st.caption(f"{ui.literal(modality)}: answers naming each finding")
                 ui.table(terms, f"medlens-findings-{modality}", key=f"quality_terms_{modality}")
     with st.expander("What counts as a finding or a hedge"):
         for fam, terms in vocab.FINDINGS.items():

@@ -36,7 +36,7 @@ def render() -> None:
     ctx = get_context()
     filters = qf.without(ctx.filters, "outcome")
     st.title("Runs & errors")
-    st.caption(f"Filters: {qf.describe(filters)} (outcome does not apply here).")
+    ui.filters_note(qf.describe(filters), " (outcome does not apply here).")
 
     st.subheader("Errors by model and type")
     st.caption("error rows: every failed call written; still open: keys with no ok answer yet (retried by the next run).")

@@ -116,7 +116,7 @@ class RssSampler(threading.Thread):
         return self.peak_kb / 1024
 
 
-def bench_browser(store: Path) -> dict[str, Any]:
+def bench_browser(store: Path, shots: Path | None = None) -> dict[str, Any]:
     from tests.dashboard_server import PAGES, browser_missing, chromium, streamlit_server, wait_idle
 
     reason = browser_missing()
@@ -131,9 +131,16 @@ def bench_browser(store: Path) -> dict[str, Any]:
         for url, title in PAGES.items():
             started = time.perf_counter()
             page.goto(f"{server.url}/{url}")
+            page.wait_for_selector('[data-testid="stApp"]', timeout=120_000)
+            app_at = time.perf_counter() - started  # Streamlit's JS bundle loaded and running
+            page.locator('[data-testid="stMain"]').get_by_text(title, exact=True).first.wait_for(timeout=120_000)
+            title_at = time.perf_counter() - started  # the page script has started sending elements
             wait_idle(page, title, timeout_ms=120_000)
             out["warm"][url or "overview"] = elapsed = time.perf_counter() - started
-            print(f"  {url or 'overview':10s} {elapsed:5.2f} s", flush=True)
+            print(f"  {url or 'overview':10s} {elapsed:5.2f} s   (app shell {app_at:.2f} s, title {title_at:.2f} s)",
+                  flush=True)
+            if shots:
+                page.screenshot(path=str(shots / f"1m-{url or 'overview'}.png"), full_page=True)
         print("browser: each page after Refresh (every cache and the connection dropped)")
         for url, title in PAGES.items():
             page.get_by_role("button", name="Refresh").click()
@@ -154,12 +161,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "medlens-bench-dashboard")
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--screenshots", type=Path, help="save a screenshot of each page here")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     store = ensure_store(args.workdir, args.rows)
     figures = {"rows": args.rows, "queries": bench_queries(store)}
     if not args.skip_browser:
-        figures["browser"] = bench_browser(store)
+        if args.screenshots:
+            args.screenshots.mkdir(parents=True, exist_ok=True)
+        figures["browser"] = bench_browser(store, args.screenshots)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
