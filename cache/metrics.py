@@ -9,7 +9,8 @@ wrong); ``accuracy_answered = correct / answered``; sensitivity and specificity 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,28 +147,53 @@ def confusion_matrix(
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (binomial test, p = 0.5)."""
-    n = b + c
-    if n == 0:
+    """Two-sided exact McNemar p-value from the discordant counts: a binomial test of b in b + c at
+    p = 0.5 (scipy's, fast at any size; exact big-integer sums took minutes at 10^5 pairs)."""
+    if b + c == 0:
         return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    from scipy.stats import binomtest  # imported on use: the CLI's other commands never need it
+
+    return float(min(1.0, binomtest(b, b + c, 0.5).pvalue))
 
 
-def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
-    """Cohen's kappa over paired labels (all five label values are categories)."""
-    n = len(pairs)
+def kappa_from_counts(counts: Mapping[tuple[str, str], int]) -> float | None:
+    """Cohen's kappa from counts of (label_a, label_b) pairs (all five labels are categories)."""
+    n = sum(counts.values())
     if n == 0:
         return None
-    observed = sum(a == b for a, b in pairs) / n
-    cats = sorted({x for pair in pairs for x in pair})
-    expected = sum(
-        (sum(a == c for a, _ in pairs) / n) * (sum(b == c for _, b in pairs) / n) for c in cats
-    )
+    observed = sum(v for (a, b), v in counts.items() if a == b) / n
+    margin_a, margin_b = Counter(), Counter()
+    for (a, b), v in counts.items():
+        margin_a[a] += v
+        margin_b[b] += v
+    expected = sum(margin_a[c] * margin_b[c] for c in margin_a) / (n * n)
     if expected == 1:
         return 1.0 if observed == 1 else None
     return (observed - expected) / (1 - expected)
+
+
+def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """Cohen's kappa over paired labels."""
+    return kappa_from_counts(Counter(map(tuple, pairs)))
+
+
+def summarise_pairs(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """McNemar and kappa from pair counts: rows with label_a, label_b, correct_a, correct_b, n."""
+    b = sum(r["n"] for r in rows if r["correct_a"] and not r["correct_b"])
+    c = sum(r["n"] for r in rows if r["correct_b"] and not r["correct_a"])
+    labels: Counter[tuple[str, str]] = Counter()
+    for r in rows:
+        labels[(r["label_a"], r["label_b"])] += int(r["n"])
+    return {
+        "n_pairs": sum(labels.values()),
+        "both_correct": sum(r["n"] for r in rows if r["correct_a"] and r["correct_b"]),
+        "both_wrong": sum(r["n"] for r in rows if not r["correct_a"] and not r["correct_b"]),
+        "a_only_correct": b,
+        "b_only_correct": c,
+        "mcnemar_p": mcnemar_exact(b, c),
+        "kappa": kappa_from_counts(labels),
+        "n_disagreements": sum(v for (a, bb), v in labels.items() if a != bb),
+    }
 
 
 PAIRED_SQL = """
@@ -177,30 +203,40 @@ FROM results a JOIN results b
   ON a.image_sha256 = b.image_sha256 AND a.prompt_id = b.prompt_id AND a.repeat = b.repeat
  AND a.modality = b.modality
 WHERE a.model = ? AND b.model = ? {extra}
-ORDER BY a.modality, a.image_path
 """
 
 
-def compare_models(
-    con: duckdb.DuckDBPyConnection, model_a: str, model_b: str, filters: Filters | None = None
-) -> dict[str, Any]:
-    """Paired comparison on the images both models answered (ok rows): McNemar and kappa."""
-    where, params = (filters or Filters(model=())).where()
+def paired_sql(filters: Filters | None = None) -> tuple[str, list[Any]]:
+    """The pairs query (two models on the same image, prompt, repeat) and its filter parameters;
+    its first two parameters are model_a and model_b. The model filter does not apply to pairs."""
+    narrowed = Filters(**{**(filters or Filters()).__dict__, "model": ()})
+    where, params = narrowed.where()
     extra = where.replace("WHERE", "AND", 1).replace("coalesce(", "coalesce(a.") if where else ""
-    cur = con.execute(PAIRED_SQL.format(extra=extra), [model_a, model_b, *params])
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    b = sum(r["correct_a"] and not r["correct_b"] for r in rows)
-    c = sum(r["correct_b"] and not r["correct_a"] for r in rows)
-    return {
-        "model_a": model_a,
-        "model_b": model_b,
-        "n_pairs": len(rows),
-        "both_correct": sum(r["correct_a"] and r["correct_b"] for r in rows),
-        "both_wrong": sum(not r["correct_a"] and not r["correct_b"] for r in rows),
-        "a_only_correct": b,
-        "b_only_correct": c,
-        "mcnemar_p": mcnemar_exact(b, c),
-        "kappa": cohen_kappa([(r["label_a"], r["label_b"]) for r in rows]),
-        "disagreements": [r for r in rows if r["label_a"] != r["label_b"]],
+    return PAIRED_SQL.format(extra=extra), params
+
+
+def compare_models(
+    con: duckdb.DuckDBPyConnection, model_a: str, model_b: str, filters: Filters | None = None,
+    limit: int | None = 500,
+) -> dict[str, Any]:
+    """Paired comparison on the images both models answered (ok rows): McNemar and kappa overall
+    and per modality, aggregated in DuckDB (the pairs are built once, in a temporary table of this
+    connection), plus the first ``limit`` disagreements."""
+    sql, params = paired_sql(filters)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _medlens_pairs AS {sql}", [model_a, model_b, *params])
+    try:
+        cur = con.execute("SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "
+                          "FROM _medlens_pairs GROUP BY ALL")
+        counts = [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
+        cur = con.execute("SELECT * FROM _medlens_pairs WHERE label_a <> label_b "
+                          "ORDER BY modality, image_path, prompt_id, repeat"
+                          + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        names = [d[0] for d in cur.description]
+        disagreements = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _medlens_pairs")
+    by_modality = {m: summarise_pairs([r for r in counts if r["modality"] == m])
+                   for m in sorted({r["modality"] for r in counts})}
+    return summarise_pairs(counts) | {
+        "model_a": model_a, "model_b": model_b, "by_modality": by_modality, "disagreements": disagreements,
     }

@@ -95,7 +95,8 @@ class Store:
         final = self.responses_dir / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
         tmp = self.responses_dir / f".{final.name}.tmp"  # outside the *.parquet glob
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+            # row groups of 122,880 (DuckDB's own size): one huge group is scanned on one thread
+            pq.write_table(table, fh, compression="zstd", row_group_size=122_880)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)

@@ -22,33 +22,12 @@ from cache import bundle
 from cache import metrics as cm
 from cache.metrics import Filters
 from cache.store import Store
-from dashboard import stats, vocab
+from dashboard import vocab
 
 TTL = 3600
 T = TypeVar("T")
 _GENERATIONS: dict[str, int] = {}  # root -> bumped by refresh(): a new connection for everyone
 ROWS = "(SELECT * FROM results UNION ALL BY NAME SELECT * FROM failures)"  # ok rows + open errors
-
-
-#: cache.views' `results` with a cheaper dedup: the window runs only over keys that have more than one
-#: ok row (rare: re-imports, a compaction in progress). Same rows, same columns (tested against
-#: cache.views in tests/test_dashboard_units.py). At 10^6 rows: group_metrics ~0.45 s instead of ~0.7 s,
-#: the Compare self-join ~0.9 s instead of ~1.2 s. NOT MATERIALIZED matters: DuckDB materialises a CTE
-#: used twice, with every column (the texts too: 1.6 GB). Pending a move into cache/views.py (reported).
-FAST_RESULTS_SQL = """
-CREATE OR REPLACE VIEW results AS
-WITH ok AS NOT MATERIALIZED (SELECT * FROM responses WHERE status = 'ok'),
-     dup AS NOT MATERIALIZED (SELECT key FROM responses WHERE status = 'ok' GROUP BY key HAVING count(*) > 1)
-SELECT *,
-       label IN ('real', 'synthetic') AS answered,
-       label = truth AS correct,
-       CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
-            WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
-FROM (SELECT * FROM ok ANTI JOIN dup USING (key)
-      UNION ALL
-      (SELECT * FROM ok SEMI JOIN dup USING (key)
-       QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1))
-"""
 
 
 @st.cache_resource(max_entries=8, show_spinner="Opening the bundle…")
@@ -70,12 +49,9 @@ def store_root(path: str) -> str:
     return _bundle_root(path, stat.st_mtime_ns, stat.st_size)
 
 
-def open_store(root: str, *, fast_results: bool = True) -> duckdb.DuckDBPyConnection:
+def open_store(root: str) -> duckdb.DuckDBPyConnection:
     """Open a store folder for reading (a bundle is resolved to its folder by store_root first)."""
-    con = Store(root).connect()
-    if fast_results and Store(root).part_paths():
-        con.execute(FAST_RESULTS_SQL)
-    return con
+    return Store(root).connect()
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -190,38 +166,13 @@ def confusion(root: str, signature: str, filters: Filters) -> dict[tuple[str, st
     return _run(root, signature, lambda cur: cm.confusion_matrix(cur, filters))
 
 
-def _paired_sql(filters: Filters) -> tuple[str, list[Any]]:
-    """cache.metrics.PAIRED_SQL with the filters applied to model A's side (as compare_models does)."""
-    where, params = filters.where()
-    extra = _and(where).replace("coalesce(", "coalesce(a.")
-    return cm.PAIRED_SQL.format(extra=extra), params
-
-
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def compare(root: str, signature: str, model_a: str, model_b: str, filters: Filters,
             limit: int = 500) -> dict[str, Any]:
     """cache.metrics.compare_models, aggregated in DuckDB so it scales to 10^6 rows: pair counts,
     McNemar and kappa overall and per modality, and the first ``limit`` disagreements."""
-    paired, params = _paired_sql(filters)
-
-    def run(cur: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
-        # the pairs once, in a temporary table of this cursor (cursors are separate connections)
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE pairs AS {paired}", [model_a, model_b, *params])
-        counts = cur.execute("SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "
-                             "FROM pairs GROUP BY ALL").df()
-        disagreements = cur.execute(
-            "SELECT image_sha256, image_path, modality, truth, source, prompt_id, repeat, label_a, label_b "
-            "FROM pairs WHERE label_a <> label_b ORDER BY modality, image_path, prompt_id, repeat LIMIT ?",
-            [limit]).df()
-        cur.execute("DROP TABLE pairs")
-        return counts, disagreements
-
-    counts, disagreements = _run(root, signature, run)
-    rows = counts.to_dict("records")
-    by_modality = {m: stats.summarise_pairs([r for r in rows if r["modality"] == m])
-                   for m in sorted({r["modality"] for r in rows})}
-    return stats.summarise_pairs(rows) | {"model_a": model_a, "model_b": model_b, "by_modality": by_modality,
-                                          "disagreements": disagreements}
+    result = _run(root, signature, lambda cur: cm.compare_models(cur, model_a, model_b, filters, limit))
+    return result | {"disagreements": pd.DataFrame(result["disagreements"])}
 
 
 # -- gallery ---------------------------------------------------------------------------------------

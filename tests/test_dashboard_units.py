@@ -12,10 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from cache import metrics as cm
 from cache.metrics import Filters
 from cache.store import Store
-from dashboard import exports, figures, stats, vocab
+from dashboard import exports, figures, vocab
 from dashboard import filters as qf
 from dashboard.__main__ import streamlit_command
 from dashboard.context import store_argument
@@ -152,34 +151,6 @@ def test_source_heatmap_latency_and_quality_figures():
     assert [t.y[0] for t in quality.data] == [0.4, 0.6]
 
 
-# -- statistics ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("b", "c"), [(0, 0), (3, 8), (8, 3), (6, 1), (480, 530), (600, 700), (1500, 1400)])
-def test_mcnemar_p_equals_cache_metrics(b, c):
-    assert stats.mcnemar_p(b, c) == pytest.approx(cm.mcnemar_exact(b, c), rel=1e-9, abs=1e-300)
-
-
-def test_mcnemar_p_is_fast_for_a_million_row_store():
-    started = time.monotonic()
-    p = stats.mcnemar_p(60_000, 61_000)
-    assert time.monotonic() - started < 1.0
-    assert 0.0 < p < 0.01
-
-
-def test_summarise_pairs_from_counts():
-    rows = [  # chest x-ray of the fixture, A = gpt-4o, B = gemini
-        {"label_a": "real", "label_b": "real", "correct_a": True, "correct_b": True, "n": 4},
-        {"label_a": "real", "label_b": "synthetic", "correct_a": True, "correct_b": False, "n": 2},
-        {"label_a": "synthetic", "label_b": "synthetic", "correct_a": True, "correct_b": True, "n": 1},
-        {"label_a": "synthetic", "label_b": "real", "correct_a": True, "correct_b": False, "n": 3},
-        {"label_a": "synthetic", "label_b": "refused", "correct_a": True, "correct_b": False, "n": 1},
-        {"label_a": "real", "label_b": "synthetic", "correct_a": False, "correct_b": True, "n": 1},
-    ]
-    s = stats.summarise_pairs(rows)
-    assert (s["n_pairs"], s["a_only_correct"], s["b_only_correct"], s["both_wrong"]) == (12, 6, 1, 0)
-    assert s["mcnemar_p"] == pytest.approx(0.125) and s["kappa"] == pytest.approx(-0.12)
-    assert s["n_disagreements"] == 7
-
-
 # -- vocabulary -----------------------------------------------------------------------------------------
 def test_vocabulary_matches_findings_and_hedges():
     assert vocab.family("fundus") == "fundus" and vocab.family("chest_xray") == "chest"
@@ -206,24 +177,6 @@ def test_quality_sql_matches_the_python_mirror(tmp_path):
                 [text.upper(), vocab.findings_pattern(fam), text.upper(), vocab.hedge_pattern()]).fetchone()
             assert sql_finding == vocab.names_finding(text, modality), (text, modality)
             assert sql_hedge == vocab.hedges(text), text
-
-
-def test_fast_results_view_equals_cache_views(tmp_path):
-    """dashboard.queries.FAST_RESULTS_SQL returns exactly the rows and columns of cache.views' `results`,
-    with a superseded answer (latest wins) and with every row twice (a compaction in progress)."""
-    from dashboard import queries
-    from tests.dashboard_fixture import build_fixture_store
-
-    fx = build_fixture_store(tmp_path / "store")
-    store = Store(fx.root)
-    for round_ in range(2):
-        reference = store.connect().execute("SELECT * FROM results ORDER BY key")
-        expected = (reference.fetchall(), [d[0] for d in reference.description])
-        fast = queries.open_store(str(fx.root)).execute("SELECT * FROM results ORDER BY key")
-        assert (fast.fetchall(), [d[0] for d in fast.description]) == expected
-        assert len(expected[0]) == 50
-        if round_ == 0:
-            store.append(fx.rows)  # every key now has two identical ok rows
 
 
 def test_quality_query_leaves_unknown_modalities_without_a_share(tmp_path):

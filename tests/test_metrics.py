@@ -18,6 +18,7 @@ from cache.metrics import (
     compare_models,
     group_metrics,
     mcnemar_exact,
+    summarise_pairs,
     wilson,
 )
 from cache.metrics import (
@@ -124,3 +125,24 @@ def test_kappa_and_compare_match_sklearn(tmp_path: Path) -> None:
     assert (result["a_only_correct"], result["b_only_correct"]) == (a_only, b_only)
     assert result["mcnemar_p"] == pytest.approx(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
     assert len(result["disagreements"]) == sum(x != y for x, y in zip(la, lb, strict=True))
+
+
+def test_mcnemar_exact_at_a_million_row_scale() -> None:
+    # 121,000 discordant pairs: the exact test must still answer (and agree with statsmodels)
+    assert mcnemar_exact(60_000, 61_000) == pytest.approx(mcnemar([[0, 60_000], [61_000, 0]], exact=True).pvalue)
+    assert 0.0 < mcnemar_exact(60_000, 61_000) < 0.01
+
+
+def test_summarise_pairs_from_counts() -> None:
+    rows = [
+        {"label_a": "real", "label_b": "real", "correct_a": True, "correct_b": True, "n": 4},
+        {"label_a": "real", "label_b": "synthetic", "correct_a": True, "correct_b": False, "n": 2},
+        {"label_a": "synthetic", "label_b": "synthetic", "correct_a": True, "correct_b": True, "n": 1},
+        {"label_a": "synthetic", "label_b": "real", "correct_a": True, "correct_b": False, "n": 3},
+        {"label_a": "synthetic", "label_b": "refused", "correct_a": True, "correct_b": False, "n": 1},
+        {"label_a": "real", "label_b": "synthetic", "correct_a": False, "correct_b": True, "n": 1},
+    ]
+    s = summarise_pairs(rows)
+    assert (s["n_pairs"], s["a_only_correct"], s["b_only_correct"], s["both_wrong"]) == (12, 6, 1, 0)
+    assert s["mcnemar_p"] == pytest.approx(0.125) and s["kappa"] == pytest.approx(-0.12)
+    assert s["n_disagreements"] == 7

@@ -87,3 +87,28 @@ def test_resolve_store_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_store("/arg") == Path("/arg") and resolve_store(None) == Path("/env/store")
     monkeypatch.delenv("MEDLENS_STORE")
     assert resolve_store(None) == Path("data/store")
+
+
+WINDOW_RESULTS = """
+SELECT *, label IN ('real', 'synthetic') AS answered, label = truth AS correct,
+       CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
+            WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
+FROM responses WHERE status = 'ok'
+QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1
+"""
+
+
+def test_results_view_equals_a_plain_window_dedup(tmp_path: Path) -> None:
+    """The cheaper dedup of cache.views returns exactly the rows and columns of the obvious window,
+    with a superseded answer (latest wins) and with every row twice (a compaction in progress)."""
+    store = Store(tmp_path)
+    rows = [row(i, label="synthetic" if i % 3 else "uncertain") for i in range(30)]
+    store.append(rows + [row(5, label="real", minutes=9), row(40, status="error")])
+    for round_ in range(2):
+        con = store.connect()
+        expected = con.execute(WINDOW_RESULTS + " ORDER BY key").fetchall()
+        cur = con.execute("SELECT * FROM results ORDER BY key")
+        assert cur.fetchall() == expected and len(expected) == 30
+        assert dict(con.execute("SELECT key, label FROM results").fetchall())["k5"] == "real"
+        if round_ == 0:
+            store.append(rows)  # every key now has duplicate ok rows
