@@ -62,6 +62,9 @@ def main() -> None:
     if not queries.has_parts(signature):
         ui.empty_store(root)
         return
+    demo = queries.demo_info(root, signature)
+    if demo:  # say plainly what the demo holds: no cloud model answered anything here
+        st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()
 
 

@@ -8,6 +8,7 @@ Model text is aggregated in DuckDB (lengths, regex hits) and never pulled in bul
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -138,6 +139,32 @@ def filter_options(root: str, signature: str) -> dict[str, list[str]]:
 def run_records(root: str, signature: str) -> list[dict[str, Any]]:
     """Run provenance records (runs/<run_id>.json), oldest first."""
     return Store(root).runs()
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def demo_info(root: str, signature: str) -> dict[str, Any] | None:
+    """The store's demo.json (written by `python -m data demo`), or None for a research store."""
+    path = Path(root) / "demo.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("demo") else None
+
+
+def confound_warnings(runs: list[dict[str, Any]], modalities: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The high-severity findings of the runs' confound audits (newest run first, each message once),
+    for the selected modalities (all when none are selected)."""
+    seen: dict[str, None] = {}
+    for run in reversed(runs):
+        audit = run.get("audit") or {}
+        for modality, cell in (audit.get("modalities") or {}).items():
+            if modalities and modality not in modalities:
+                continue
+            for finding in cell.get("findings") or []:
+                if finding.get("severity") == "high" and finding.get("message"):
+                    seen.setdefault(f"{modality}: {finding['message']}", None)
+    return list(seen)
 
 
 def thumbnail(root: str, image_sha256: str) -> bytes | None:

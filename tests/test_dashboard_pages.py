@@ -349,3 +349,31 @@ def test_a_bundle_zip_opens_like_its_store_and_a_bad_one_says_why(tmp_path, monk
     monkeypatch.setenv("MEDLENS_STORE", str(broken))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception and "Cannot open the store" in at.error[0].value and "broken.zip" in at.error[0].value
+
+
+# -- Demo notice and confound audit ----------------------------------------------------------------
+def test_demo_store_says_what_it_holds_and_audit_confounds_are_shown(tmp_path, monkeypatch, fx):
+    import shutil
+
+    root = tmp_path / "demo"
+    shutil.copytree(fx.root, root)
+    (root / "demo.json").write_text(json.dumps({
+        "demo": True, "contents": "Only the offline baseline answered here; no cloud model was called."}))
+    audit = {"modalities": {"fundus": {"findings": [
+        {"attribute": "format", "severity": "high",
+         "message": "all 20 synthetic fundus images are PNG and all 16 real ones JPEG"},
+        {"attribute": "mode", "severity": "info", "message": "a minor difference"}]}}}
+    Store(root).write_run("run-z", {"run_id": "run-z", "started_at": "2026-11-28T00:00:00", "audit": audit})
+    monkeypatch.setenv("MEDLENS_STORE", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert any("Demo store" in i.value and "no cloud model was called" in i.value for i in at.info)
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "all 20 synthetic fundus images are PNG" in warnings and "a minor difference" not in warnings
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update({"modality": "chest_xray"})
+    at.run()
+    assert not any("Confound audit" in w.value for w in at.warning), "fundus findings hide on chest_xray"
+    monkeypatch.setenv("MEDLENS_STORE", str(fx.root))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not any("Demo store" in i.value for i in at.info), "a research store shows no demo notice"

@@ -45,6 +45,11 @@ def render() -> None:
     if not groups:
         st.warning("No responses match the filters.")
         return
+    warnings = queries.confound_warnings(queries.run_records(ctx.root, ctx.signature), ctx.filters.modality)
+    if warnings:  # a real-vs-synthetic score means little if file properties give the answer away
+        st.warning("Confound audit: real and synthetic images differ in ways a model could read instead of "
+                   "the anatomy; read these scores with care.\n\n"
+                   + "\n".join(f"- {ui.literal(w)}" for w in warnings[:6]), icon=":material/warning:")
     ui.table(overview_frame(groups), "medlens-overview", key="overview_table", column_config=CONFIG)
     paper = exports.paper_table(groups)
     caption = f"Real vs. synthetic detection ({qf.describe(ctx.filters)})."
