@@ -35,6 +35,7 @@ def confound_audit(
     manifest_dir: Path,
     max_files_per_cell: int | None = None,
     max_side: int = PrepOptions.max_side,
+    square: bool = False,
 ) -> dict[str, Any]:
     """Describe every image (or an evenly spaced sample per modality x truth) and compare the groups.
 
@@ -51,7 +52,7 @@ def confound_audit(
         groups: dict[str, list[dict[str, Any]]] = {}
         for truth in TRUTH_VALUES:
             chosen = _sample(cells.get((modality, truth), []), max_files_per_cell)
-            groups[truth] = _describe_all(chosen, Path(manifest_dir), max_side, unreadable)
+            groups[truth] = _describe_all(chosen, Path(manifest_dir), max_side, unreadable, square)
         modalities[modality] = {
             **{
                 truth: _summarise(groups[truth], len(cells.get((modality, truth), [])))
@@ -61,7 +62,7 @@ def confound_audit(
         }
     return {
         "modalities": modalities, "unreadable": sorted(unreadable),
-        "unreadable_errors": dict(sorted(unreadable.items())), "max_side": max_side,
+        "unreadable_errors": dict(sorted(unreadable.items())), "max_side": max_side, "square": square,
     }  # fmt: skip
 
 
@@ -74,7 +75,8 @@ def _sample(rows: list[ManifestRow], limit: int | None) -> list[ManifestRow]:
 
 
 def _describe_all(
-    rows: list[ManifestRow], manifest_dir: Path, max_side: int, unreadable: dict[str, str]
+    rows: list[ManifestRow], manifest_dir: Path, max_side: int, unreadable: dict[str, str],
+    square: bool = False,
 ) -> list[dict[str, Any]]:
     facts = []
     for row in rows:
@@ -84,7 +86,7 @@ def _describe_all(
             unreadable[row.image_path] = str(exc)
             continue
         width, height = described["width"], described["height"]
-        sent = fitted_size(width, height, max_side)
+        sent = (max_side, max_side) if square else fitted_size(width, height, max_side)
         facts.append({
             **described, "size": f"{width}x{height}", "sent_size": f"{sent[0]}x{sent[1]}",
             "has_metadata": "with metadata" if described["has_metadata"] else "without metadata",
@@ -191,11 +193,18 @@ def format_audit(audit: dict[str, Any]) -> str:
         lines.append(f"Unreadable files ({len(audit['unreadable'])}), left out of the audit:")
         lines.extend(f"  {audit['unreadable_errors'].get(path, path)}" for path in audit["unreadable"])
         lines.append("")
+    side = audit.get("max_side", PrepOptions.max_side)
+    if audit.get("square"):
+        sizing = f"padded to a square and resized to exactly {side}x{side} px"
+        leaks = "resampling and compression artefacts, and the padding itself"
+    else:
+        sizing = f"with the longest side capped at {side} px"
+        leaks = ("resolution (images smaller than the cap keep their size; `ingest run --square` sends "
+                 "every image at one size), resampling and compression artefacts")
     lines.append(
-        "MedLens re-encodes every image to one format and colour mode, without metadata, with the longest "
-        f"side capped at {audit.get('max_side', PrepOptions.max_side)} px, before sending it, so file type, "
-        "bit depth and metadata do not reach the model; pixel content can still leak: resolution (images "
-        "smaller than the cap keep their size), resampling and compression artefacts."
+        f"MedLens re-encodes every image to one format and colour mode, without metadata, {sizing}, before "
+        f"sending it, so file type, bit depth and metadata do not reach the model; pixel content can still "
+        f"leak: {leaks}."
     )
     return "\n".join(lines)
 

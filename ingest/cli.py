@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", type=float, metavar="USD", help="stop scheduling calls past this spend")
     run.add_argument("--max-side", type=int, default=1024, help="longest side of sent images (px)")
     run.add_argument("--image-format", choices=("png", "jpeg"), default="png")
+    run.add_argument("--square", action="store_true",
+                     help="pad every image to a square and resize to exactly --max-side px, so the pixel "
+                          "size sent cannot reveal real vs synthetic (see the confound audit)")
     run.add_argument("--detail", choices=("high", "low", "auto"), default="high", help="OpenAI image detail")
     run.add_argument("--temperature", type=float, default=0.0)
     run.add_argument("--max-tokens", type=int, default=1024)
@@ -160,10 +163,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run"}
     if not args.dry_run:
-        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200, max_side=args.max_side)
+        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200,
+                                       max_side=args.max_side, square=args.square)
     runner = Runner(
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
-        prep=PrepOptions(image_format=args.image_format, max_side=args.max_side),
+        prep=PrepOptions(image_format=args.image_format, max_side=args.max_side, square=args.square),
         repeats=args.repeats, budget_usd=args.budget, prices=PriceTable.load(),
         progress=not args.no_progress, run_meta=meta,
     )

@@ -77,6 +77,9 @@ class PrepOptions:
     color_mode: str = "RGB"  # RGB | L
     jpeg_quality: int = 90  # 1..100, used only for jpeg
     max_pixels: int = 80_000_000  # refuse images whose declared width*height exceeds this
+    #: pad to a square on black, then resize to exactly max_side x max_side (up or down), so the
+    #: pixel size sent can no longer tell real from synthetic (the audit's `sent_size` confound)
+    square: bool = False
 
     def __post_init__(self) -> None:
         if self.image_format not in ("png", "jpeg"):
@@ -93,6 +96,8 @@ class PrepOptions:
         }  # fmt: skip
         if self.image_format == "jpeg":
             params["quality"] = self.jpeg_quality
+        if self.square:  # only when set: default keys and memo entries stay as they were
+            params["square"] = True
         return params
 
 
@@ -145,7 +150,8 @@ def prepare_image(path: Path, options: PrepOptions = PrepOptions()) -> PreparedI
     The same input and options always give the same bytes.
     """
     image = load_image(path, max_pixels=options.max_pixels)
-    image = _fit(image.convert(options.color_mode), options.max_side)
+    image = image.convert(options.color_mode)
+    image = _square(image, options.max_side) if options.square else _fit(image, options.max_side)
     data = _encode(image, options.image_format, options.jpeg_quality)
     mime = "image/png" if options.image_format == "png" else "image/jpeg"
     return PreparedImage(data, mime, hashlib.sha256(data).hexdigest(), image.width, image.height)
@@ -298,6 +304,15 @@ def _fit(image: Image.Image, max_side: int) -> Image.Image:
     """Shrink so the longest side is `max_side` (LANCZOS), keeping the aspect ratio; never upscale."""
     size = fitted_size(image.width, image.height, max_side)
     return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _square(image: Image.Image, side: int) -> Image.Image:
+    """Pad to a square on black (centred; fundus and X-ray surrounds are black), then resize to
+    exactly side x side with LANCZOS: every image of the run is sent at the same size."""
+    longest = max(image.size)
+    canvas = Image.new(image.mode, (longest, longest))  # zeros: black in L and RGB
+    canvas.paste(image, ((longest - image.width) // 2, (longest - image.height) // 2))
+    return canvas if longest == side else canvas.resize((side, side), Image.Resampling.LANCZOS)
 
 
 def _encode(image: Image.Image, image_format: str, quality: int) -> bytes:

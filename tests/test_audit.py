@@ -159,3 +159,18 @@ def test_samples_fundus_format_confound(samples_dir: Path) -> None:
     assert findings(audit, "chest_xray").get("format", {}).get("severity") != "high"
     assert audit["unreadable"] == []
     assert "WARNING CONFOUND: all 20 synthetic fundus images are PNG" in format_audit(audit)
+
+
+def test_square_removes_the_sent_size_confound(tmp_path: Path) -> None:
+    for truth, size in (("real", (900, 700)), ("synthetic", (256, 256))):
+        for i in range(3):
+            folder = tmp_path / "fundus" / truth
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", size, (i, 0, 0)).save(folder / f"{i}.png")
+    rows = scan_dataset(tmp_path)
+    plain = confound_audit(rows, tmp_path, max_side=512)
+    squared = confound_audit(rows, tmp_path, max_side=512, square=True)
+    attrs = lambda audit: {f["attribute"] for f in audit["modalities"]["fundus"]["findings"]}  # noqa: E731
+    assert "sent_size" in attrs(plain) and "sent_size" not in attrs(squared)
+    assert "size" in attrs(squared), "the files still differ; only what is sent is equalised"
+    assert "--square" in format_audit(plain) and "exactly 512x512" in format_audit(squared)

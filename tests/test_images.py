@@ -505,3 +505,19 @@ def test_all_samples_prepare(samples_dir: Path) -> None:
         sizes[path.name] = (prepared.width, prepared.height)
     assert sizes["nih_siim_cxr_1517875201.dcm"] == (1024, 1024)
     assert sizes["chasedb1_image_01l.jpg"] == (1024, 984)
+
+
+def test_square_sends_every_image_at_one_size(tmp_path: Path) -> None:
+    """--square pads on black and resizes to exactly max_side x max_side, up or down."""
+    wide, small = tmp_path / "wide.png", tmp_path / "small.png"
+    Image.new("RGB", (300, 100), (200, 200, 200)).save(wide)
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(small)
+    options = PrepOptions(max_side=128, square=True)
+    for path in (wide, small):
+        prepared = prepare_image(path, options)
+        assert (prepared.width, prepared.height) == (128, 128)
+    out = Image.open(io.BytesIO(prepare_image(wide, options).data)).convert("RGB")
+    assert out.getpixel((64, 2)) == (0, 0, 0) and out.getpixel((64, 64)) == (200, 200, 200)
+    assert options.as_params()["square"] is True and "square" not in PrepOptions().as_params()
+    plain = prepare_image(wide, PrepOptions(max_side=128))
+    assert (plain.width, plain.height) == (128, 43)
