@@ -366,3 +366,37 @@ def make_request(
         prompt_text=prompt,
         **kw,
     )
+
+
+#: Faults every provider meets the same way: (script, options, expected error_type or "ok", attempts,
+#: waits or None). Provider test modules add their own (status codes and messages) to these.
+TRANSPORT_FAULTS: list[tuple] = [
+    ([("status", 500), ("status", 503)], {}, "ok", 3, None),
+    ([("sleep", 1.5)], {"timeout_s": 0.3}, "ok", 2, None),
+    ([("sleep", 1.5)] * 2, {"timeout_s": 0.3, "max_attempts": 2}, "timeout", 2, None),
+    ([("malformed",)], {}, "ok", 2, None),
+    ([("malformed",)] * 2, {"max_attempts": 2}, "malformed_reply", 2, None),
+    ([("drop",)], {}, "ok", 2, None),
+    ([("drop",)] * 2, {"max_attempts": 2}, "connection", 2, None),
+    ([("empty_candidates",)], {}, "empty_reply", 1, []),
+]
+
+
+def check_fault(server: LoopbackServer, provider: Any, script: list, expected: str, attempts: int,
+                waits: list | None, ok_finish: str, prefix: str) -> None:
+    """Play ``script`` on ``server``, make one call with retries, and check how it ended."""
+    from ingest.providers.retry import ERROR_TYPES
+
+    server.push(*script)
+    sleep = FakeSleep()
+    outcome = run_call(provider, make_request(), sleep)
+    assert outcome.attempts == attempts
+    assert len(server.requests) == attempts
+    if expected == "ok":
+        assert outcome.error is None and outcome.reply.finish_reason == ok_finish
+    else:
+        assert outcome.reply is None and outcome.error.error_type == expected, outcome.error.message
+        assert expected in ERROR_TYPES
+        assert outcome.error.message.startswith(prefix)
+    if waits is not None:
+        assert sleep.waits == waits

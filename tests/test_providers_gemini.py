@@ -8,12 +8,14 @@ import pytest
 
 from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
 from ingest.providers.gemini_provider import GeminiProvider
-from ingest.providers.retry import ERROR_TYPES, call_with_retry
+from ingest.providers.retry import call_with_retry
 from tests import loopback
 from tests.loopback import (
     GEMINI_TEST_KEY,
+    TRANSPORT_FAULTS,
     FakeSleep,
     GeminiServer,
+    check_fault,
     gemini_image_bytes,
     gemini_parts,
     make_png,
@@ -110,7 +112,7 @@ def test_blocked_prompt_is_a_refusal_with_the_block_reason(gemini_server: Gemini
     assert parse.parse_answer(reply.text, reply.finish_reason, reply.refusal).label == "refused"
 
 
-FAULTS = [
+FAULTS = TRANSPORT_FAULTS + [
     # script, options, expected (error_type or "ok"), attempts, waits
     ([("status", 429, {"Retry-After": "3"}, "Resource has been exhausted")], {}, "ok", 2, [3.0]),
     (
@@ -121,15 +123,7 @@ FAULTS = [
         [7.0],
     ),
     ([("status", 429, {"Retry-After": "900"})], {"max_retry_wait_s": 60}, "rate_limited", 1, []),
-    ([("status", 500), ("status", 503)], {}, "ok", 3, None),
     ([("status", 503)] * 3, {"max_attempts": 3}, "server_error", 3, None),
-    ([("sleep", 1.5)], {"timeout_s": 0.3}, "ok", 2, None),
-    ([("sleep", 1.5)] * 2, {"timeout_s": 0.3, "max_attempts": 2}, "timeout", 2, None),
-    ([("malformed",)], {}, "ok", 2, None),
-    ([("malformed",)] * 2, {"max_attempts": 2}, "malformed_reply", 2, None),
-    ([("drop",)], {}, "ok", 2, None),
-    ([("drop",)] * 2, {"max_attempts": 2}, "connection", 2, None),
-    ([("empty_candidates",)], {}, "empty_reply", 1, []),
     ([("status", 400, {}, "API key not valid. Please pass a valid API key.")], {}, "auth", 1, []),
     ([("status", 400, {}, "Unable to process input image.")], {}, "image_rejected", 1, []),
     ([("status", 400, {}, "Invalid value at 'generation_config.temperature'")], {}, "bad_request", 1, []),
@@ -142,19 +136,7 @@ FAULTS = [
 def test_faults_end_as_ok_or_classified_error(
     gemini_server: GeminiServer, script, options, expected, attempts, waits
 ) -> None:
-    gemini_server.push(*script)
-    sleep = FakeSleep()
-    outcome = run_call(gemini(**options), make_request(), sleep)
-    assert outcome.attempts == attempts
-    assert len(gemini_server.requests) == attempts
-    if expected == "ok":
-        assert outcome.error is None and outcome.reply.finish_reason == "STOP"
-    else:
-        assert outcome.reply is None and outcome.error.error_type == expected, outcome.error.message
-        assert expected in ERROR_TYPES
-        assert outcome.error.message.startswith("gemini:gemini-2.5-flash")
-    if waits is not None:
-        assert sleep.waits == waits
+    check_fault(gemini_server, gemini(**options), script, expected, attempts, waits, "STOP", "gemini:gemini-2.5-flash")
 
 
 def test_error_messages_say_what_to_do(gemini_server: GeminiServer) -> None:

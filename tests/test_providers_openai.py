@@ -9,12 +9,14 @@ import pytest
 from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
 from ingest.providers.compat_provider import CompatProvider
 from ingest.providers.openai_provider import OpenAIProvider
-from ingest.providers.retry import ERROR_TYPES, call_with_retry
+from ingest.providers.retry import call_with_retry
 from tests import loopback
 from tests.loopback import (
     OPENAI_TEST_KEY,
+    TRANSPORT_FAULTS,
     FakeSleep,
     OpenAIServer,
+    check_fault,
     make_png,
     make_request,
     openai_image_bytes,
@@ -104,11 +106,10 @@ def test_refusal_field_is_kept(openai_server: OpenAIServer) -> None:
     assert outcome.reply.refusal == "I can't help with identifying that image."
 
 
-FAULTS = [
+FAULTS = TRANSPORT_FAULTS + [
     # script, options, expected (error_type or "ok"), attempts, waits
     ([("status", 429, {"Retry-After": "2"})], {}, "ok", 2, [2.0]),
     ([("status", 429, {"retry-after-ms": "1500"})], {}, "ok", 2, [1.5]),
-    ([("status", 500), ("status", 503)], {}, "ok", 3, None),
     ([("status", 502)] * 3, {"max_attempts": 3}, "server_error", 3, None),
     ([("status", 429, {"Retry-After": "500"})], {"max_retry_wait_s": 60}, "rate_limited", 1, []),
     (
@@ -118,13 +119,6 @@ FAULTS = [
         1,
         [],
     ),
-    ([("sleep", 1.5)], {"timeout_s": 0.3}, "ok", 2, None),
-    ([("sleep", 1.5)] * 2, {"timeout_s": 0.3, "max_attempts": 2}, "timeout", 2, None),
-    ([("malformed",)], {}, "ok", 2, None),
-    ([("malformed",)] * 2, {"max_attempts": 2}, "malformed_reply", 2, None),
-    ([("drop",)], {}, "ok", 2, None),
-    ([("drop",)] * 2, {"max_attempts": 2}, "connection", 2, None),
-    ([("empty_candidates",)], {}, "empty_reply", 1, []),
     ([("status", 400, {}, "Invalid value for 'temperature'")], {}, "bad_request", 1, []),
     ([("status", 400, {}, "Invalid image: could not decode image data")], {}, "image_rejected", 1, []),
     ([("status", 413, {}, "Request too large")], {}, "image_rejected", 1, []),
@@ -138,19 +132,7 @@ FAULTS = [
 def test_faults_end_as_ok_or_classified_error(
     openai_server: OpenAIServer, script, options, expected, attempts, waits
 ) -> None:
-    openai_server.push(*script)
-    sleep = FakeSleep()
-    outcome = run_call(openai(**options), make_request(), sleep)
-    assert outcome.attempts == attempts
-    assert len(openai_server.requests) == attempts
-    if expected == "ok":
-        assert outcome.error is None and outcome.reply.finish_reason == "stop"
-    else:
-        assert outcome.reply is None and outcome.error.error_type == expected, outcome.error.message
-        assert expected in ERROR_TYPES
-        assert outcome.error.message.startswith("openai:gpt-4o")
-    if waits is not None:
-        assert sleep.waits == waits
+    check_fault(openai_server, openai(**options), script, expected, attempts, waits, "stop", "openai:gpt-4o")
 
 
 def test_error_messages_say_what_to_do(openai_server: OpenAIServer) -> None:
