@@ -9,8 +9,8 @@ baseline:forensic`` into a fresh store, which then replaces the demo store, with
 root saying what it holds.
 
 The demo never contains or imitates an answer from a cloud model, and never fabricates images: with
-only the two package images (offline, no mirror) the baseline has nothing to train on and honestly
-answers 'uncertain'. The demo store is rebuilt from scratch each time (the baseline's answers depend
+only the two package images (offline, no mirror) the baseline has nothing to train on and says so:
+every image is an error row ``baseline_untrained``. The demo store is rebuilt from scratch each time (the baseline's answers depend
 on the whole image set); a folder or store that the demo did not make is never deleted.
 """
 
@@ -194,12 +194,13 @@ def demo_marker(store: Path, placed: list[Sample], fetch: FetchReport, *, offlin
 
     con = Store(store).connect()
     labels = dict(con.execute("SELECT label, count(*) FROM results GROUP BY ALL ORDER BY ALL").fetchall())
-    images = con.execute("SELECT count(DISTINCT image_sha256) FROM results").fetchone()[0]
+    images = len(placed)  # every image placed, answered or not (an untrained baseline answers none)
     cells = Counter((s.modality, s.truth, s.source_id) for s in placed)
     packaged = sum(s.packaged for s in placed)
     return {
         "demo": True,
         "contents": describe(images, len(placed) - packaged, packaged, labels),
+        "answered": sum(labels.values()),
         "images": images,
         "models": [DEMO_MODEL],
         "cloud_model_answers": 0,
@@ -226,7 +227,8 @@ def describe(images: int, fetched: int, packaged: int, labels: dict[str, int]) -
             f"MedLens's offline reference detector {DEMO_MODEL} (a logistic regression on 12 image "
             "statistics, scored out-of-fold). No cloud model or multimodal LLM was called: nothing here is, "
             "or imitates, an answer from GPT, Gemini or any other LLM.")
-    if labels and set(labels) == {"uncertain"}:
-        text += (" With too few real and synthetic images per modality the baseline cannot train, so it "
-                 "answers 'uncertain' for every image: this demo shows the pipeline, not a result.")
+    if not labels:
+        text += (" With too few real and synthetic images per modality the baseline cannot train, so every "
+                 "image is an error row 'baseline_untrained' (retried once more images are added): this "
+                 "demo shows the pipeline, not a result.")
     return text + " Add real model answers with `python -m ingest run --model ...` on your own manifest."

@@ -49,11 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="use only the first N manifest rows")
     run.add_argument("--dry-run", action="store_true", help="print the calls still to make and their cost")
     run.add_argument("--budget", type=float, metavar="USD", help="stop scheduling calls past this spend")
-    run.add_argument("--max-side", type=int, default=1024, help="longest side of sent images (px)")
-    run.add_argument("--image-format", choices=("png", "jpeg"), default="png")
-    run.add_argument("--square", action="store_true",
-                     help="pad every image to a square and resize to exactly --max-side px, so the pixel "
-                          "size sent cannot reveal real vs synthetic (see the confound audit)")
+    _prep_args(run)
     run.add_argument("--detail", choices=("high", "low", "auto"), default="high", help="OpenAI image detail")
     run.add_argument("--temperature", type=float, default=0.0)
     run.add_argument("--max-tokens", type=int, default=1024)
@@ -71,10 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--model", required=True, help="a name for the model, e.g. chatgpt-web-gpt-4v")
     imp.add_argument("--prompt", default="paper")
     _store_arg(imp)
+    _prep_args(imp)
 
     sub.add_parser("models", help="providers, priced models and whether credentials are set")
     sub.add_parser("prompts", help="list prompt files with their sha256")
     return parser
+
+
+def _prep_args(parser: argparse.ArgumentParser) -> None:
+    """Image preparation: part of each image's identity, so `import` takes the same options as the
+    `run` whose answers it should pair with."""
+    parser.add_argument("--max-side", type=int, default=1024, help="longest side of sent images (px)")
+    parser.add_argument("--image-format", choices=("png", "jpeg"), default="png")
+    parser.add_argument("--square", action="store_true",
+                        help="pad every image to a square and resize to exactly --max-side px, so the pixel "
+                             "size sent cannot reveal real vs synthetic (see the confound audit)")
+
+
+def _prep_options(args: argparse.Namespace):
+    from ingest.images import PrepOptions
+    from ingest.providers.base import SpecError
+
+    try:
+        return PrepOptions(image_format=args.image_format, max_side=args.max_side, square=args.square)
+    except ValueError as exc:
+        raise SpecError(f"--max-side / --image-format: {exc}") from None
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
@@ -142,15 +159,20 @@ def _provider_options(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ingest.audit import confound_audit
-    from ingest.images import PrepOptions
     from ingest.manifest import read_manifest
     from ingest.pricing import PriceTable
     from ingest.prompts import load_prompt
     from ingest.providers.base import SpecError, create_provider, parse_spec
     from ingest.runner import Runner, run_with_signals
 
-    if args.repeats < 1 or (args.limit is not None and args.limit < 1):
-        raise SpecError("--repeats and --limit must be at least 1")
+    for name in ("repeats", "limit", "concurrency", "max_side", "max_tokens", "max_attempts"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SpecError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("rpm", "budget", "timeout"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise SpecError(f"--{name.replace('_', '-')} must be positive, got {value}")
     prompt = load_prompt(args.prompt)
     rows = read_manifest(args.manifest)[: args.limit]
     options = _provider_options(args)
@@ -159,6 +181,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         for provider in providers:  # before any call: a missing key stops the run here
             provider.check_credentials()
+    try:
+        prices = PriceTable.load()
+    except ValueError as exc:  # a malformed price table is bad input: exit 2 naming file and line
+        raise SpecError(str(exc)) from None
+    if args.budget is not None:
+        unpriced = [p.spec.raw for p in providers if not p.local and prices.cost(p.spec, 1, 1) is None]
+        if unpriced:
+            raise SpecError(f"--budget cannot be kept for unpriced model(s) {', '.join(unpriced)}: add them "
+                            "to data/prices.csv (or $MEDLENS_PRICES), or run without --budget")
     store = Store(resolve_store(args.store))
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run"}
@@ -167,8 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                        max_side=args.max_side, square=args.square)
     runner = Runner(
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
-        prep=PrepOptions(image_format=args.image_format, max_side=args.max_side, square=args.square),
-        repeats=args.repeats, budget_usd=args.budget, prices=PriceTable.load(),
+        prep=_prep_options(args),
+        repeats=args.repeats, budget_usd=args.budget, prices=prices,
         progress=not args.no_progress, run_meta=meta,
     )
     result = run_with_signals(runner, dry_run=args.dry_run)
@@ -193,10 +224,12 @@ def format_summary(result, store: Store) -> str:
         for name, t in result.tallies.items():
             errors = sum(t.errors.values())
             labels = ", ".join(f"{k} {v}" for k, v in sorted(t.labels.items()))
+            cost = f"${t.cost_usd:.4f}" if t.priced else "unpriced"
             lines.append(f"{name:<40} {t.ok + errors:>7} {t.ok:>6} {errors:>7} {t.cached:>7} "
-                         f"{f'${t.cost_usd:.4f}':>10}  {labels}")
+                         f"{cost:>10}  {labels}")
             for etype, count in sorted(t.errors.items()):
                 lines.append(f"    error {etype}: {count}")
+    lines += [f"warning: {w}" for w in result.warnings]
     if result.image_errors:
         lines.append(f"{len(result.image_errors)} image(s) could not be read:")
         lines += [f"    {m}" for m in result.image_errors[:20]]
@@ -210,7 +243,6 @@ def format_summary(result, store: Store) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ingest.images import PrepOptions
     from ingest.importer import build_import_rows, import_answers, read_answers
     from ingest.items import ImageCache, identify_images
     from ingest.manifest import read_manifest
@@ -220,7 +252,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     answers = read_answers(args.answers)
     rows = read_manifest(args.manifest)
     store = Store(resolve_store(args.store))
-    images = ImageCache(PrepOptions(), store)
+    images = ImageCache(_prep_options(args), store)
     items = asyncio.run(identify_images(rows, args.manifest.resolve().parent, images, progress=False))
     new_rows = build_import_rows(answers, args.answers, items, f"import:{args.model}", prompt)
     added, present = import_answers(store, new_rows)

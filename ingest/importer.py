@@ -42,7 +42,8 @@ def read_answers(path: Path) -> list[Answer]:
     text = path.read_text(encoding="utf-8-sig")
     records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: str.splitlines() also breaks at U+2028 and friends inside JSON strings
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 try:
                     records.append((number, json.loads(line)))

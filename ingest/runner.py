@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
 from ingest.items import ImageCache, ImageItem, baseline_items, identify_images, image_error_key, progress_bar
-from ingest.manifest import ManifestRow
+from ingest.manifest import ManifestError, ManifestRow
 from ingest.parse import parse_answer
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
@@ -44,6 +45,7 @@ class ModelTally:
     errors: Counter[str] = field(default_factory=Counter)
     labels: Counter[str] = field(default_factory=Counter)
     cost_usd: float = 0.0
+    priced: bool = True  # False once a call's cost could not be priced
     skipped_budget: int = 0
     estimate_usd: float | None = None
 
@@ -56,6 +58,7 @@ class RunResult:
     interrupted: bool = False
     budget_stopped: bool = False
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 class Runner:
@@ -87,13 +90,56 @@ class Runner:
         self.spent = 0.0
         self.inflight = 0.0
         self.budget_stopped = False
+        self.stopping = False
+        self.warnings: list[str] = []
 
     async def identify(self) -> list[ImageItem]:
         """Phase 1: every manifest row with its prepared image's sha256 (or its ImageError)."""
         return await identify_images(self.rows, self.manifest_dir, self.images, self.progress)
 
     # -- phase 2: plan --------------------------------------------------------------------
+    def check_duplicates(self, items: list[ImageItem]) -> None:
+        """Identical images (same prepared bytes) are answered once; with different truths or
+        modalities the study would contradict itself, so that stops the run (exit 2)."""
+        by_sha: dict[str, list[ImageItem]] = {}
+        for item in items:
+            if item.sha256:
+                by_sha.setdefault(item.sha256, []).append(item)
+        repeated = [group for group in by_sha.values() if len(group) > 1]
+        for group in repeated:
+            if len({(i.row.truth, i.row.modality) for i in group}) > 1:
+                listed = "; ".join(f"{i.row.image_path} ({i.row.modality}, {i.row.truth})" for i in group)
+                raise ManifestError(
+                    f"the same image (sha256 {group[0].sha256[:12]}) is listed with different truth or "
+                    f"modality: {listed}; fix the manifest so each image has one truth")
+        if repeated:
+            self.warnings.append(
+                f"{sum(len(g) - 1 for g in repeated)} manifest row(s) repeat an image already listed "
+                f"(identical pixels, e.g. {repeated[0][1].row.image_path} = {repeated[0][0].row.image_path}); "
+                "each image is answered once")
+
+    def check_stored_truth(self, items: list[ImageItem], cached: set[str]) -> None:
+        """Warn when cached answers were stored with another truth / modality / source than the
+        manifest now gives: metrics use the values stored with each answer."""
+        if not cached:
+            return
+        by_sha = {i.sha256: i for i in items if i.sha256}
+        changed = []
+        for key, *stored in self.store.connect().execute(
+                "SELECT key, truth, modality, coalesce(source, '') FROM results").fetchall():
+            item = by_sha.get(self._cached_sha.get(key, ""))
+            if item is not None and stored != [item.row.truth, item.row.modality, item.row.source]:
+                changed.append((item, stored))
+        if changed:
+            item, stored = changed[0]
+            self.warnings.append(
+                f"{len(changed)} cached answer(s) were stored with a different truth/modality/source than "
+                f"the manifest now gives (e.g. {item.row.image_path}: stored {'/'.join(stored)}, manifest "
+                f"{item.row.truth}/{item.row.modality}/{item.row.source}); metrics use the stored values, so "
+                "start a new --store to score the corrected labels")
+
     def plan(self, items: list[ImageItem], done: set[str]) -> list[Task]:
+        self._cached_sha: dict[str, str] = {}
         tasks: list[Task] = []
         seen: set[str] = set()
         for provider in self.providers:
@@ -109,6 +155,7 @@ class Runner:
                     )
                     if key in done:
                         tally.cached += 1
+                        self._cached_sha[key] = item.sha256
                     elif key not in seen:
                         seen.add(key)
                         tasks.append(Task(item, provider, repeat, key))
@@ -179,7 +226,7 @@ class Runner:
         return estimate
 
     async def _worker(self, queue: asyncio.Queue, limiter: RateLimiter, writer: StoreWriter, bar) -> None:
-        while True:
+        while not self.stopping:  # a first Ctrl-C / SIGTERM: finish the calls in flight, start no more
             try:
                 task: Task = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -212,6 +259,8 @@ class Runner:
                 self.inflight -= estimate
             self.spent += row.get("cost_usd") or 0.0
             tally.cost_usd += row.get("cost_usd") or 0.0
+            if row["status"] == "ok" and row.get("cost_usd") is None and not task.provider.local:
+                tally.priced = False
             if row["status"] == "ok":
                 tally.ok += 1
                 tally.labels[row["label"]] += 1
@@ -267,16 +316,19 @@ class Runner:
 
     async def run(self, dry_run: bool = False) -> RunResult:
         started = utcnow()
-        result = RunResult(self.run_id, self.tallies, [], dry_run=dry_run)
+        result = RunResult(self.run_id, self.tallies, [], dry_run=dry_run, warnings=self.warnings)
         if dry_run:  # identify and plan only: no call, no row
             items = await self.identify()
+            self.check_duplicates(items)
             self.estimate(self.plan(items, self.store.done_keys()))
             result.image_errors = [str(i.error) for i in items if i.error]
             return result
         writer = StoreWriter(self.store)
         try:
             items = await self.identify()
+            self.check_duplicates(items)
             tasks = self.plan(items, self.store.done_keys())
+            self.check_stored_truth(items, set(self._cached_sha))
             result.image_errors = self.record_image_errors(items, writer)
             await self.execute(items, tasks, writer)
         except asyncio.CancelledError:
@@ -312,18 +364,32 @@ async def _flush_every(writer: StoreWriter, seconds: float) -> None:
             await asyncio.to_thread(writer.flush)
 
 
-def run_with_signals(runner: Runner, dry_run: bool = False) -> RunResult:
-    """Run the runner; SIGINT / SIGTERM cancel it cleanly so the writer flushes."""
+def run_with_signals(runner: Runner, dry_run: bool = False, grace_s: float = 15.0) -> RunResult:
+    """Run the runner. A first SIGINT / SIGTERM stops scheduling calls and lets those in flight
+    finish (they are paid for) for up to ``grace_s``; a second one, or the deadline, cancels them.
+    Either way the writer flushes what is done."""
 
     async def main() -> RunResult:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+
+        def on_signal() -> None:
+            if runner.stopping:
+                task.cancel()
+                return
+            runner.stopping = True
+            print(f"\nstopping: finishing the calls in flight (up to {grace_s:.0f} s); press Ctrl-C again "
+                  "to cancel them", file=sys.stderr, flush=True)
+            loop.call_later(grace_s, task.cancel)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, on_signal)
         try:
-            return await runner.run(dry_run=dry_run)
+            result = await runner.run(dry_run=dry_run)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+        result.interrupted = result.interrupted or runner.stopping
+        return result
 
     return asyncio.run(main())

@@ -182,22 +182,31 @@ def test_deterministic_across_providers_orders_and_processes(toy) -> None:
     assert json.loads(out.stdout) == json.loads(json.dumps(first))
 
 
-def test_too_few_images_of_a_class_gives_uncertain_with_the_counts() -> None:
+def test_too_few_images_of_a_class_is_an_error_to_retry_with_the_counts() -> None:
     few = [item(toy_image("real", 50 + i), "real", "fundus") for i in range(3)]
     few += [item(toy_image("synthetic", 60 + i), "synthetic", "fundus") for i in range(6)]
     few.append(few[0])  # a duplicate is not a fourth real image
     enough = toy_items(6, "chest_xray")
-    replies = run(few + enough)
+    detector = provider()
+
+    async def go() -> dict[str, object]:
+        await detector.prepare(few + enough)
+        out: dict[str, object] = {}
+        for i in few + enough:
+            try:
+                out[i.image_sha256] = await detector.call(request(i.image_sha256, i.modality))
+            except ProviderError as exc:
+                out[i.image_sha256] = exc
+        return out
+
+    replies = asyncio.run(go())
     for i in few:
-        reply = replies[i.image_sha256]
-        assert (reply.label, reply.confidence) == ("uncertain", None)
-        assert "at least 4 real and 4 synthetic fundus images" in reply.interpretation
-        assert "this run has 3 real and 6 synthetic distinct images" in reply.interpretation
-        assert reply.text.startswith("Uncertain. Not scored")
-    assert {replies[i.image_sha256].label for i in enough} <= {
-        "real",
-        "synthetic",
-    }  # other modality unaffected
+        error = replies[i.image_sha256]
+        assert isinstance(error, ProviderError) and error.error_type == "baseline_untrained"
+        assert not error.retryable  # retried by the next run, not within this one
+        assert "at least 4 real and 4 synthetic fundus images" in error.message
+        assert "this run has 3 real and 6 synthetic distinct images" in error.message
+    assert {replies[i.image_sha256].label for i in enough} <= {"real", "synthetic"}  # other modality unaffected
 
 
 def test_interpretation_names_measured_cues_with_values(toy) -> None:

@@ -54,16 +54,17 @@ def test_demo_from_the_mirror(samples_dir: Path, tmp_path: Path) -> None:
     assert len(list((tmp_path / "store" / "thumbs").glob("*.jpg"))) == 71
 
 
-def test_demo_offline_without_samples_is_honestly_uncertain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_offline_without_samples_is_honestly_untrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = _demo(tmp_path, "--offline").stdout
     assert "offline: 61 sample(s) not downloaded" in out
     assert "8 derived file(s) have no download URL: they can only come from a mirror" in out
     rows = store_rows(tmp_path / "store")
     assert sorted(r["source"] for r in rows) == ["pydicom-data", "scikit-image"]
-    assert {r["label"] for r in rows} == {"uncertain"} and {r["truth"] for r in rows} == {"real"}
+    assert {(r["status"], r["error_type"]) for r in rows} == {("error", "baseline_untrained")}
+    assert {r["truth"] for r in rows} == {"real"}
     marker = json.loads((tmp_path / "store" / "demo.json").read_text())
     assert marker["images"] == 2 and marker["network"] == "offline"
-    assert "answers 'uncertain' for every image" in marker["contents"]
+    assert "every image is an error row 'baseline_untrained'" in marker["contents"]
 
     # a rebuild replaces the demo store rather than adding to it; a missing mirror is a notice, not an error
     again = _demo(tmp_path, "--offline", "--mirror", str(tmp_path / "nowhere")).stdout

@@ -285,9 +285,10 @@ class BaselineProvider(Provider):
             )
         verdict = self.verdicts[key]
         if verdict.label == "uncertain":
-            text = f"Uncertain. {verdict.interpretation}"
-        else:
-            text = f"{verdict.label.capitalize()} (p={verdict.confidence:.2f}). Cues: {verdict.cues}."
+            # Not an answer but a missing one: an error row, so a later run with more images of the
+            # modality retries it (an ok 'uncertain' would be cached for good and count as wrong).
+            raise ProviderError("baseline_untrained", verdict.interpretation, retryable=False)
+        text = f"{verdict.label.capitalize()} (p={verdict.confidence:.2f}). Cues: {verdict.cues}."
         return Reply(
             text=text,
             finish_reason="stop",
