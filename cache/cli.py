@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
+
+import duckdb
 
 from cache.bundle import BundleError, open_store
 from cache.metrics import Filters, group_metrics
@@ -73,10 +77,37 @@ def main(argv: list[str] | None = None) -> int:
                "import": cmd_import, "report": cmd_report, "methods": cmd_methods}[args.command]
     try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
         store = Store(root) if args.command in ("import", "compact") else open_store(root)
-        return handler(store, args)
+        code = handler(store, args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the boundary, not at exit
+        return code
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m cache ... | head`: the reader left; stop quietly (Python docs)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (duckdb.Error, OSError) as exc:  # the CLI boundary: one readable line, no traceback
+        if os.environ.get("MEDLENS_DEBUG"):
+            raise
+        print(f"error: {describe_store_error(exc, root)}", file=sys.stderr)
+        return 1
+
+
+_PARQUET_IN_MESSAGE = re.compile(r"""([^'"\s*]+\.parquet)""")
+
+
+def describe_store_error(exc: BaseException, root: Path) -> str:
+    """One line naming the store; for an unreadable part, which file to move out of the way."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else type(exc).__name__
+    text = f"store {root}: {message}"
+    if isinstance(exc, duckdb.IOException | duckdb.InvalidInputException):
+        found = _PARQUET_IN_MESSAGE.search(message)
+        if found:
+            text += (f"; if {Path(found.group(1)).name} is damaged or not a MedLens part, move it out of "
+                     f"{root / 'responses'} (e.g. into {root / 'quarantine'}) and run the command again")
+    return text
 
 
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
@@ -104,11 +135,30 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_metrics(store: Store, args: argparse.Namespace) -> int:
     groups = group_metrics(store.connect(), _filters(args))
+    for line in mixed_settings_warnings(groups):
+        print(line, file=sys.stderr)
     if args.json:
         print(json.dumps([{k: g[k] for k in METRIC_KEYS} for g in groups], indent=2))
         return 0
     print(format_metrics_table(groups))
     return 0
+
+
+def mixed_settings_warnings(groups: list[dict]) -> list[str]:
+    """One line per group whose rows mix generation parameters (params_json) or prompt versions."""
+    lines = []
+    for g in groups:
+        params, prompts = g.get("param_sets") or 0, g.get("prompt_versions") or 0
+        if params <= 1 and prompts <= 1:
+            continue
+        what = []
+        if params > 1:
+            what.append(f"{params} generation settings (params_json)")
+        if prompts > 1:
+            what.append(f"{prompts} prompt versions (prompt_sha256)")
+        lines.append(f"warning: {g['model']} / {g['modality']} / {g['prompt_id']} mixes {' and '.join(what)} — "
+                     "its rows come from runs with different parameters; use a separate --store per setting")
+    return lines
 
 
 def _pct(value: float | None) -> str:

@@ -105,9 +105,14 @@ def _prep_sentence(runs: Sequence[dict[str, Any]], run_ids: set[str]) -> str:
     for prep in map(json.loads, sorted(preps)):
         fmt = str(prep.get("format", "png")).upper()
         quality = f" (quality {prep['quality']})" if "quality" in prep else ""
-        described.append(f"decoded (DICOM with its modality and VOI LUTs applied), converted to {prep.get('color_mode', 'RGB')}, "
-                         f"resized to at most {prep.get('max_side', '?')} px on the longest side and re-encoded "
-                         f"as {fmt}{quality} without metadata")
+        side = prep.get("max_side", "?")
+        if prep.get("square"):  # ingest run --square: every image sent at exactly side x side
+            sizing = (f"padded to a square on black (centred) and resized to exactly {side} x {side} px "
+                      "(smaller images upscaled)")
+        else:
+            sizing = f"resized to at most {side} px on the longest side"
+        described.append(f"decoded (DICOM with its modality and VOI LUTs applied), converted to "
+                         f"{prep.get('color_mode', 'RGB')}, {sizing} and re-encoded as {fmt}{quality} without metadata")
     return ("Before it was sent, every image was " + "; in other runs, ".join(described)
             + ", so file format and header fields could not reveal its origin.")
 

@@ -3,7 +3,9 @@
 Positive class: ``synthetic``. For a group: ``n`` = ok responses (latest per key); ``answered`` =
 real + synthetic; ``coverage = answered / n``; ``accuracy = correct / n`` (abstentions count as
 wrong); ``accuracy_answered = correct / answered``; sensitivity and specificity over answered images;
-95% Wilson intervals; open errors counted separately.
+95% Wilson intervals; open errors counted separately. ``param_sets`` and ``prompt_versions`` count the
+distinct ``params_json`` and ``prompt_sha256`` among a group's results: above 1, the group silently
+mixes generation settings (the CLI warns).
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ SELECT {group_cols},
   avg(latency_ms) AS mean_latency_ms,
   sum(input_tokens) AS input_tokens,
   sum(output_tokens) AS output_tokens,
-  sum(cost_usd) AS cost_usd
+  sum(cost_usd) AS cost_usd,
+  count(DISTINCT params_json) AS param_sets,
+  count(DISTINCT prompt_sha256) AS prompt_versions
 FROM results {where}
 GROUP BY ALL ORDER BY ALL
 """
@@ -105,7 +109,8 @@ def group_metrics(
 
 
 def _zero_counts() -> dict[str, Any]:
-    names = ("n", "answered", "correct", "tp", "fn", "fp", "tn", "uncertain", "refused", "unparseable")
+    names = ("n", "answered", "correct", "tp", "fn", "fp", "tn", "uncertain", "refused", "unparseable",
+             "param_sets", "prompt_versions")
     return dict.fromkeys(names, 0) | {
         "mean_latency_ms": None, "input_tokens": None, "output_tokens": None, "cost_usd": None,
     }

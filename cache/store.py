@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -208,11 +209,17 @@ class StoreWriter:
             self.flush()
 
     def flush(self) -> int:
+        """Write the buffered rows as one part. If the write fails (disk full, OSError...), the rows go
+        back to the front of the buffer, in order, and the error propagates: nothing is lost."""
         with self._lock:
             rows, self._buffer = self._buffer, []
             self._last_flush = time.monotonic()
             if rows:
-                self.store.append(rows)
+                try:
+                    self.store.append(rows)
+                except BaseException:
+                    self._buffer[:0] = rows
+                    raise
                 self.rows_written += len(rows)
         return len(rows)
 
@@ -221,7 +228,42 @@ class StoreWriter:
         return len(self._buffer)
 
     def close(self) -> None:
-        self.flush()
+        """Flush what is left. If that still fails, the pending rows are saved to a rescue JSONL file
+        (``<store>/rescue-<utc>.jsonl``, else in the temp folder) and an OSError names it."""
+        try:
+            self.flush()
+        except Exception as exc:
+            with self._lock:
+                rows, self._buffer = self._buffer, []
+            if not rows:
+                raise
+            rescue = self._rescue(rows)
+            if rescue is None:
+                raise OSError(f"could not write {len(rows)} row(s) to the store {self.store.root} ({exc}) "
+                              "nor to a rescue file: they are lost") from exc
+            raise OSError(
+                f"could not write {len(rows)} row(s) to the store {self.store.root} ({exc}); they are kept in "
+                f"{rescue} (JSON lines, one row per line in the store schema). Free space; running the same "
+                "command again calls those keys again"
+            ) from exc
+
+    def _rescue(self, rows: list[Mapping[str, Any]]) -> Path | None:
+        name = f"rescue-{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.jsonl"
+        data = "".join(json.dumps(dict(row), default=str) + "\n" for row in rows).encode()
+        for folder in (self.store.root, Path(tempfile.gettempdir())):
+            path, created = folder / name, False
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(path, "xb") as fh:
+                    created = True
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                return path
+            except OSError:
+                if created:
+                    path.unlink(missing_ok=True)
+        return None
 
     def __enter__(self) -> StoreWriter:
         return self

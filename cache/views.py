@@ -6,6 +6,10 @@
   unique almost always, so only keys seen twice go through the window (it was ~96% of a metrics
   query over 10^6 rows); the CTEs are NOT MATERIALIZED, else DuckDB copies every column (RSS 1.6 GB).
 - ``failures``: the latest ``error`` row of each key that has no ``ok`` row: the errors still open.
+  An unreadable image (``error_type`` ``image_*``) has a key of its own (provider ``image_error`` +
+  path), never the key of the real call, so it is closed instead by an ``ok`` row for the same
+  (model, prompt_id, image_path, repeat); call errors keep the plain hash anti-join on ``key``. Plain
+  correlated NOT EXISTS on ``responses`` (no CTE: a CTE here blocked projection pushdown, 2-4x slower).
 
 The views re-read the part glob at every query, so new parts written by a running ingest show up
 without reconnecting (once at least one part exists when the connection is made).
@@ -40,9 +44,14 @@ FROM (SELECT * FROM ok ANTI JOIN dup USING (key)
 FAILURES_SQL = """
 CREATE OR REPLACE VIEW failures AS
 SELECT *, 'error' AS outcome
-FROM responses r
-WHERE status = 'error'
-  AND NOT EXISTS (SELECT 1 FROM responses o WHERE o.status = 'ok' AND o.key = r.key)
+FROM (SELECT * FROM responses r
+      WHERE status = 'error' AND NOT starts_with(coalesce(error_type, ''), 'image_')
+        AND NOT EXISTS (SELECT 1 FROM responses o WHERE o.status = 'ok' AND o.key = r.key)
+      UNION ALL
+      SELECT * FROM responses e
+      WHERE status = 'error' AND starts_with(error_type, 'image_')
+        AND NOT EXISTS (SELECT 1 FROM responses o WHERE o.status = 'ok' AND o.model = e.model
+                        AND o.prompt_id = e.prompt_id AND o.image_path = e.image_path AND o.repeat = e.repeat))
 QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1
 """
 

@@ -50,3 +50,15 @@ def test_methods_follow_filters_and_run_records(tmp_path: Path) -> None:
                                                          "images": 7}
     empty = methods_text(store.connect(), Filters(model=["nobody"]))
     assert empty == "No responses match the selection: nothing to describe."
+
+
+def test_methods_describe_square_preparation(tmp_path: Path) -> None:
+    build_fixture_store(tmp_path / "store")
+    store = Store(tmp_path / "store")
+    record = next(r for r in store.runs() if r["run_id"] == "run-a")
+    store.write_run("run-a", record | {"prep": {"format": "png", "max_side": 512, "color_mode": "RGB",
+                                                "square": True}})
+    text = _flat(methods_text(store.connect(), Filters(model=[MODEL_A]), runs=store.runs()))
+    assert ("padded to a square on black (centred) and resized to exactly 512 x 512 px (smaller images "
+            "upscaled) and re-encoded as PNG without metadata") in text
+    assert "at most 512 px" not in text

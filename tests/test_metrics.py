@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
+from cache.cli import METRIC_KEYS
 from cache.metrics import (
     Filters,
     cohen_kappa,
@@ -26,6 +28,7 @@ from cache.metrics import (
 )
 from cache.schema import LABELS
 from cache.store import Store
+from tests.pipeline_helpers import cli
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -146,3 +149,27 @@ def test_summarise_pairs_from_counts() -> None:
     assert (s["n_pairs"], s["a_only_correct"], s["b_only_correct"], s["both_wrong"]) == (12, 6, 1, 0)
     assert s["mcnemar_p"] == pytest.approx(0.125) and s["kappa"] == pytest.approx(-0.12)
     assert s["n_disagreements"] == 7
+
+
+def test_groups_count_param_sets_and_prompt_versions_and_cli_warns(tmp_path: Path) -> None:
+    store, rows = build(tmp_path, n=40)
+    extra = [dict(r, key=r["key"] + "-t512", params_json='{"max_tokens": 512}', prompt_sha256="p1")
+             for r in rows if r["model"] == "m:a" and r["modality"] == "fundus" and r["status"] == "ok"]
+    for r in extra[:3]:
+        r["prompt_sha256"] = "p2"
+    base = [dict(r, key=r["key"] + "-base", params_json='{"max_tokens": 1024}', prompt_sha256="p1") for r in rows
+            if r["status"] == "ok"]
+    store.append(extra + base)
+    groups = {(g["model"], g["modality"]): g for g in group_metrics(store.connect())}
+    assert (groups[("m:a", "fundus")]["param_sets"], groups[("m:a", "fundus")]["prompt_versions"]) == (2, 2)
+    assert groups[("m:b", "fundus")]["param_sets"] == 1  # the build() rows have params_json NULL
+    for args in ((), ("--json",)):
+        proc = cli("cache", "--store", str(store.root), "metrics", *args)
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert warnings == [
+            "warning: m:a / fundus / paper mixes 2 generation settings (params_json) and 2 prompt versions "
+            "(prompt_sha256) — its rows come from runs with different parameters; use a separate --store per "
+            "setting"], proc.stderr
+        if args:
+            out = json.loads(proc.stdout)
+            assert "param_sets" not in out[0] and set(out[0]) == set(METRIC_KEYS), "the --json contract"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import os
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,9 +35,28 @@ def test_key_depends_only_on_what_changes_the_answer() -> None:
         assert response_key(**dict(base, **change)) != key
 
 
-def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path) -> None:
+def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path)
+    seen: dict = {}
+    real_replace = os.replace
+
+    def spying_replace(src, dst) -> None:  # the moment just before the part becomes visible
+        src, dst = Path(src), Path(dst)
+        seen["tmp"], seen["final"] = src, dst
+        seen["tmp_matches_glob"] = src in set(store.responses_dir.glob("**/*.parquet"))
+        seen["parts_visible"] = store.part_paths()
+        seen["reader_rows"] = store.connect().execute("SELECT count(*) FROM responses").fetchone()[0]
+        seen["tmp_rows"] = pq.read_table(src).num_rows  # complete (and fsynced) before the rename
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spying_replace)
     path = store.append([row(1), row(2, status="error", error_type="timeout")])
+    monkeypatch.undo()
+    assert seen["final"] == path and seen["tmp"].parent == store.responses_dir
+    assert not fnmatch.fnmatch(seen["tmp"].name, "*.parquet") and not seen["tmp_matches_glob"]
+    assert seen["parts_visible"] == [] and seen["reader_rows"] == 0, "a reader during the write sees nothing"
+    assert seen["tmp_rows"] == 2
     assert path.parent == store.responses_dir and path.suffix == ".parquet"
     assert not list(store.responses_dir.glob(".*.tmp")), "no temporary file left behind"
     table = pq.read_table(path)
@@ -41,6 +64,26 @@ def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path) -
     assert table.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
     with pytest.raises(ValueError, match="unknown store column"):
         store.append([dict(row(3), api_key="secret")])
+
+
+def test_failures_image_error_closed_by_ok_row_for_same_image(tmp_path: Path) -> None:
+    """An unreadable image's error row has its own key (provider image_error + path), never the key of
+    the real call: an ok row for the same model, prompt, image_path and repeat closes it."""
+    store = Store(tmp_path)
+    image_error = row(1, status="error", error_type="image_missing_file", image_path="fundus/real/a.png",
+                      image_sha256=None, key="img-err-key")
+    other_repeat = dict(image_error, key="img-err-key-r1", repeat=1)
+    call_error = row(2, status="error", error_type="timeout", image_path="fundus/real/a.png")
+    store.append([image_error, other_repeat, call_error])
+    con = store.connect()
+    assert sorted(con.execute("SELECT key FROM failures").fetchall()) == [("img-err-key",), ("img-err-key-r1",),
+                                                                          ("k2",)]
+    columns = [d[0] for d in con.execute("SELECT * FROM failures").description]
+    assert columns == [d[0] for d in con.execute("SELECT * FROM responses").description] + ["outcome"]
+    store.append([row(9, image_path="fundus/real/a.png", minutes=5)])  # the image was fixed: answered
+    con = store.connect()
+    assert con.execute("SELECT key, error_type FROM failures ORDER BY key").fetchall() == [
+        ("img-err-key-r1", "image_missing_file"), ("k2", "timeout")], "call errors still need their own key"
 
 
 def test_views_latest_ok_per_key_and_open_failures(tmp_path: Path) -> None:
@@ -112,3 +155,54 @@ def test_results_view_equals_a_plain_window_dedup(tmp_path: Path) -> None:
         assert dict(con.execute("SELECT key, label FROM results").fetchall())["k5"] == "real"
         if round_ == 0:
             store.append(rows)  # every key now has duplicate ok rows
+
+
+def _disk_full(self, rows) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_writer_flush_failure_keeps_rows_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path)
+    writer = StoreWriter(store, flush_seconds=3600)
+    writer.add(row(1))
+    writer.add(row(2))
+    monkeypatch.setattr(Store, "append", _disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    assert writer.pending == 2 and writer.rows_written == 0
+    writer.add(row(3))
+    monkeypatch.undo()
+    assert writer.flush() == 3 and writer.pending == 0
+    keys = [r[0] for r in store.connect().execute("SELECT key FROM responses").fetchall()]
+    assert keys == ["k1", "k2", "k3"], "nothing lost, order kept"
+
+
+def test_writer_close_rescues_pending_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "store")
+    monkeypatch.setattr(Store, "append", _disk_full)
+    writer = StoreWriter(store, flush_seconds=3600)
+    with pytest.raises(OSError) as info, writer:
+        writer.add(row(1, label="synthetic"))
+        writer.add(row(2, status="error", error_type="timeout"))
+    message = str(info.value)
+    rescue = next(store.root.glob("rescue-*.jsonl"))
+    assert str(rescue) in message and "No space left on device" in message and "2 row(s)" in message
+    lines = [json.loads(line) for line in rescue.read_text().splitlines()]
+    assert [r["key"] for r in lines] == ["k1", "k2"] and lines[0]["label"] == "synthetic"
+    assert lines[0]["created_at"].startswith("2026-11-01")
+    assert writer.pending == 0
+
+
+def test_writer_close_rescue_falls_back_to_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "store")
+    store.root.write_text("not a folder")  # the store folder cannot take the rescue file either
+    monkeypatch.setattr(Store, "append", _disk_full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    writer = StoreWriter(store, flush_seconds=3600)
+    writer.add(row(1))
+    with pytest.raises(OSError, match="kept in") as info:
+        writer.close()
+    rescue = next((tmp_path / "tmp").glob("rescue-*.jsonl"))
+    assert str(rescue) in str(info.value)
+    assert json.loads(rescue.read_text())["key"] == "k1"
