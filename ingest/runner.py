@@ -120,23 +120,31 @@ class Runner:
 
     def check_stored_truth(self, items: list[ImageItem], cached: set[str]) -> None:
         """Warn when cached answers were stored with another truth / modality / source than the
-        manifest now gives: metrics use the values stored with each answer."""
+        manifest now gives: metrics use the values stored with each answer. The comparison runs
+        in DuckDB, so a store of 10^6 answers is not pulled into Python."""
         if not cached:
             return
+        import pyarrow as pa
+
         by_sha = {i.sha256: i for i in items if i.sha256}
-        changed = []
-        for key, *stored in self.store.connect().execute(
-                "SELECT key, truth, modality, coalesce(source, '') FROM results").fetchall():
-            item = by_sha.get(self._cached_sha.get(key, ""))
-            if item is not None and stored != [item.row.truth, item.row.modality, item.row.source]:
-                changed.append((item, stored))
+        keys = sorted(cached)
+        rows = [by_sha[self._cached_sha[k]].row for k in keys]
+        expected = pa.table({"key": keys, "truth": [r.truth for r in rows],
+                             "modality": [r.modality for r in rows], "source": [r.source for r in rows]})
+        con = self.store.connect()
+        con.register("expected", expected)
+        changed = con.execute(
+            "SELECT count(*) OVER (), e.key, r.truth, r.modality, coalesce(r.source, '') FROM results r "
+            "JOIN expected e USING (key) WHERE r.truth IS DISTINCT FROM e.truth OR r.modality IS DISTINCT "
+            "FROM e.modality OR coalesce(r.source, '') <> e.source LIMIT 1").fetchone()
         if changed:
-            item, stored = changed[0]
+            count, key, *stored = changed
+            row = by_sha[self._cached_sha[key]].row
             self.warnings.append(
-                f"{len(changed)} cached answer(s) were stored with a different truth/modality/source than "
-                f"the manifest now gives (e.g. {item.row.image_path}: stored {'/'.join(stored)}, manifest "
-                f"{item.row.truth}/{item.row.modality}/{item.row.source}); metrics use the stored values, so "
-                "start a new --store to score the corrected labels")
+                f"{count} cached answer(s) were stored with a different truth/modality/source than the "
+                f"manifest now gives (e.g. {row.image_path}: stored {'/'.join(stored)}, manifest "
+                f"{row.truth}/{row.modality}/{row.source}); metrics use the stored values, so start a new "
+                "--store to score the corrected labels")
 
     def plan(self, items: list[ImageItem], done: set[str]) -> list[Task]:
         self._cached_sha: dict[str, str] = {}
