@@ -44,7 +44,7 @@ def figure(fig: go.Figure, name: str, key: str) -> None:
     if exports.chromium_path() is None:
         st.caption(exports.INSTALL_HINT)
         return
-    left, right, _ = st.columns([1, 1, 6])
+    left, right, _ = st.columns([1, 1, 3])  # wide enough for "PNG"/"SVG" in a half-width column too
     filename = exports.safe_filename(name)
     with left:
         st.download_button("PNG", data=lambda: exports.figure_bytes(fig, "png"), file_name=f"{filename}.png",
