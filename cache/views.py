@@ -11,8 +11,8 @@
   (model, prompt_id, image_path, repeat); call errors keep the plain hash anti-join on ``key``. Plain
   correlated NOT EXISTS on ``responses`` (no CTE: a CTE here blocked projection pushdown, 2-4x slower).
 
-The views re-read the part glob at every query, so new parts written by a running ingest show up
-without reconnecting (once at least one part exists when the connection is made).
+A connection is a snapshot of the parts present when it was made (see ``install_views``): reconnect
+to see what a running ingest wrote since.
 """
 
 from __future__ import annotations
@@ -28,17 +28,21 @@ if TYPE_CHECKING:
 
 RESULTS_SQL = """
 CREATE OR REPLACE VIEW results AS
-WITH ok AS NOT MATERIALIZED (SELECT * FROM responses WHERE status = 'ok'),
-     dup AS NOT MATERIALIZED (SELECT key FROM ok GROUP BY key HAVING count(*) > 1)
+WITH ok AS NOT MATERIALIZED (SELECT * FROM responses WHERE status = 'ok')
 SELECT *,
        label IN ('real', 'synthetic') AS answered,
        label = truth AS correct,
        CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
             WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
-FROM (SELECT * FROM ok ANTI JOIN dup USING (key)
+FROM (SELECT * FROM ok ANTI JOIN _dup_keys USING (key)
       UNION ALL
-      (SELECT * FROM ok SEMI JOIN dup USING (key)
+      (SELECT * FROM ok SEMI JOIN _dup_keys USING (key)
        QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1))
+"""
+
+DUP_KEYS_SQL = """
+CREATE OR REPLACE TABLE _dup_keys AS
+SELECT key FROM responses WHERE status = 'ok' GROUP BY key HAVING count(*) > 1
 """
 
 FAILURES_SQL = """
@@ -57,16 +61,25 @@ QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DES
 
 
 def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    """Create ``responses``, ``results`` and ``failures`` on ``con`` for ``store``."""
-    if store.part_paths():
-        glob = str(store.responses_dir / "**" / "*.parquet").replace("'", "''")
+    """Create ``responses``, ``results`` and ``failures`` on ``con`` for ``store``.
+
+    The connection is a snapshot: ``responses`` reads the parts present now (an explicit file
+    list, not the glob), and the keys with more than one ``ok`` row among them are found once,
+    here, into ``_dup_keys`` (a plain table, so the connection's cursors share it). Metrics then
+    skip the per-query dedup over every key (0.37 s -> 0.15 s at 10^6 rows). Reconnect to see
+    parts written later; a part removed by ``compact`` makes the old snapshot raise IOException.
+    """
+    parts = store.part_paths()
+    if parts:
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
         con.execute(
             f"CREATE OR REPLACE VIEW responses AS "
-            f"SELECT * FROM read_parquet('{glob}', union_by_name=true)"
+            f"SELECT * FROM read_parquet([{files}], union_by_name=true)"
         )
     else:
         empty = ARROW_SCHEMA.empty_table()
         con.register("_empty_responses", empty)
         con.execute("CREATE OR REPLACE VIEW responses AS SELECT * FROM _empty_responses")
+    con.execute(DUP_KEYS_SQL)
     con.execute(RESULTS_SQL)
     con.execute(FAILURES_SQL)

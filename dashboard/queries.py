@@ -56,8 +56,8 @@ def open_store(root: str) -> duckdb.DuckDBPyConnection:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _connection(root: str, generation: int, has_parts: bool) -> duckdb.DuckDBPyConnection:
-    # has_parts is part of the key: views made over an empty store must be re-made once parts exist
+def _connection(root: str, generation: int, signature: str) -> duckdb.DuckDBPyConnection:
+    # one connection per store state: a connection is a snapshot of the parts it was made over
     return open_store(root)
 
 
@@ -86,19 +86,20 @@ def refresh(root: str) -> None:
 
 
 def _run(root: str, signature: str, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """Run ``fn`` on a cursor of the store's shared connection (cursors are per thread).
+    """Run ``fn`` on a cursor of the store's connection for this signature (cursors are per thread).
 
-    A part can vanish between DuckDB's glob and its read while `cache compact` swaps files; the
-    merged file is already in place then, so one retry sees a consistent store.
+    A connection is a snapshot of the parts listed when it was made (cache.views); `cache compact`
+    can remove them under it. Then the parts are listed again and a fresh snapshot answers.
     """
     for attempt in range(3):
-        cur = _connection(root, _GENERATIONS.get(root, 0), has_parts(signature)).cursor()
+        cur = _connection(root, _GENERATIONS.get(root, 0), signature).cursor()
         try:
             return fn(cur)
         except (duckdb.IOException, duckdb.InvalidInputException):
             if attempt == 2:
                 raise
             time.sleep(0.05 * (attempt + 1))
+            signature = store_signature(root)
         finally:
             cur.close()
     raise AssertionError("unreachable")

@@ -206,3 +206,14 @@ def test_writer_close_rescue_falls_back_to_tempdir(tmp_path: Path, monkeypatch: 
     rescue = next((tmp_path / "tmp").glob("rescue-*.jsonl"))
     assert str(rescue) in str(info.value)
     assert json.loads(rescue.read_text())["key"] == "k1"
+
+
+def test_a_connection_is_a_snapshot_of_the_parts_it_was_made_over(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.append([row(1), row(2)])
+    old = store.connect()
+    store.append([row(1, label="synthetic", minutes=5), row(3)])  # supersedes k1, adds k3
+    assert old.execute("SELECT count(*) FROM results").fetchone() == (2,)
+    new = store.connect()
+    assert dict(new.execute("SELECT key, label FROM results").fetchall()) == {
+        "k1": "synthetic", "k2": "real", "k3": "real"}
