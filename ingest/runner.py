@@ -118,7 +118,7 @@ class Runner:
                 f"(identical pixels, e.g. {repeated[0][1].row.image_path} = {repeated[0][0].row.image_path}); "
                 "each image is answered once")
 
-    def check_stored_truth(self, items: list[ImageItem], cached: set[str]) -> None:
+    def check_stored_truth(self, items: list[ImageItem], cached: set[str], con: Any) -> None:
         """Warn when cached answers were stored with another truth / modality / source than the
         manifest now gives: metrics use the values stored with each answer. The comparison runs
         in DuckDB, so a store of 10^6 answers is not pulled into Python."""
@@ -131,7 +131,6 @@ class Runner:
         rows = [by_sha[self._cached_sha[k]].row for k in keys]
         expected = pa.table({"key": keys, "truth": [r.truth for r in rows],
                              "modality": [r.modality for r in rows], "source": [r.source for r in rows]})
-        con = self.store.connect()
         con.register("expected", expected)
         changed = con.execute(
             "SELECT count(*) OVER (), e.key, r.truth, r.modality, coalesce(r.source, '') FROM results r "
@@ -335,8 +334,9 @@ class Runner:
         try:
             items = await self.identify()
             self.check_duplicates(items)
-            tasks = self.plan(items, self.store.done_keys())
-            self.check_stored_truth(items, set(self._cached_sha))
+            con = self.store.connect()  # one snapshot answers both: what is done, and with which truth
+            tasks = self.plan(items, {key for (key,) in con.execute("SELECT key FROM results").fetchall()})
+            self.check_stored_truth(items, set(self._cached_sha), con)
             result.image_errors = self.record_image_errors(items, writer)
             await self.execute(items, tasks, writer)
         except asyncio.CancelledError:
