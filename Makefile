@@ -3,7 +3,6 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-SAMPLES ?= ../shared/data/samples
 PORT    ?= 8501
 DEMO_STORE := data/demo_store
 
@@ -24,10 +23,10 @@ chromium:
 	  else echo "chromium missing: sudo apt-get install chromium (browser tests will be skipped)"; fi; }
 
 demo: $(STAMP)
-	$(BIN)/python -m data demo --store $(DEMO_STORE) --mirror $(SAMPLES)
+	$(BIN)/python -m data demo --store $(DEMO_STORE)
 
 run: $(STAMP) chromium
-	@test -d $(DEMO_STORE)/responses || $(MAKE) --no-print-directory demo
+	$(BIN)/python -m data demo --store $(DEMO_STORE) --if-stale
 	$(BIN)/python -m dashboard --store $(DEMO_STORE) --port $(PORT)
 
 test: $(STAMP) chromium

@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", type=Path, help="demo store to (re)build (default data/demo_store)")
     demo.add_argument("--samples-dir", type=Path, default=DEFAULT_DEST, help="where samples are fetched to")
     demo.add_argument("--demo-dir", type=Path, help="image layout to (re)build (default data/demo)")
+    demo.add_argument("--if-stale", action="store_true",
+                      help="rebuild only when the demo store is missing, incomplete or from another MedLens version")
     for command in (fetch, demo):
         command.add_argument("--mirror", type=Path, help="local copy of the samples (e.g. ../shared/data/samples)")
         command.add_argument("--offline", action="store_true", help="never use the network")
@@ -77,8 +79,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from data.demo import DEMO_DIR, DEMO_STORE, build_demo
+    from data.demo import DEMO_DIR, DEMO_STORE, build_demo, stale_reason
 
+    if args.if_stale:
+        why = stale_reason(args.store or DEMO_STORE, args.registry)
+        if why is None:
+            print(f"demo store {args.store or DEMO_STORE} is up to date")
+            return 0
+        print(f"building the demo store: {why}")
     started = time.perf_counter()
     result = build_demo(store=args.store or DEMO_STORE, demo_dir=args.demo_dir or DEMO_DIR,
                         samples_dir=args.samples_dir, mirror=args.mirror, offline=args.offline,

@@ -103,6 +103,22 @@ def build_demo(
     return DemoResult(store=store, marker=marker, fetch=fetch)
 
 
+def stale_reason(store: Path, registry: Path = REGISTRY) -> str | None:
+    """Why the demo store at ``store`` should be rebuilt, or None when it is complete and current."""
+    from cache import __version__
+
+    try:
+        marker = json.loads((Path(store) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no demo store yet"
+    expected = len(load_registry(registry))
+    if marker.get("images") != expected:
+        return f"it holds {marker.get('images')} of the {expected} registered images"
+    if marker.get("medlens_version") != __version__:
+        return f"it was built by MedLens {marker.get('medlens_version')}, this is {__version__}"
+    return None
+
+
 def _check_replaceable_store(store: Path) -> None:
     if store.exists() and any(store.iterdir()) and not (store / MARKER).is_file():
         raise DemoError(f"{store} holds a store the demo did not build (no {MARKER}); refusing to replace "

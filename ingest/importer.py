@@ -18,7 +18,7 @@ from typing import Any
 
 from cache.schema import canonical_json, response_key
 from cache.store import Store, utcnow
-from ingest.parse import parse_answer
+from cache.parse import parse_answer
 from ingest.prompts import Prompt
 
 

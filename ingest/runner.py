@@ -23,7 +23,7 @@ from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
 from ingest.items import ImageCache, ImageItem, baseline_items, identify_images, image_error_key, progress_bar
 from ingest.manifest import ManifestError, ManifestRow
-from ingest.parse import parse_answer
+from cache.parse import parse_answer
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
 from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry, scrub

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-#: The read-only sample mirror beside the checkout (../shared/data/samples), or $MEDLENS_SAMPLES.
-SAMPLES = Path(os.environ.get("MEDLENS_SAMPLES", ROOT.parent / "shared" / "data" / "samples"))
+#: The sample images committed with the project (data/samples), or $MEDLENS_SAMPLES.
+SAMPLES = Path(os.environ.get("MEDLENS_SAMPLES", ROOT / "data" / "samples"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,6 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def samples_dir() -> Path:
-    if not (SAMPLES / "samples.csv").exists():
-        pytest.skip(f"sample mirror not found at {SAMPLES} (set MEDLENS_SAMPLES to its path)")
+    if not (SAMPLES / "LICENSES").is_dir():
+        pytest.skip(f"sample images not found at {SAMPLES} (set MEDLENS_SAMPLES to their folder)")
     return SAMPLES

@@ -7,7 +7,6 @@ small textures enlarged 4x (smooth, no noise) - the upsampling trace that genera
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
 import io
 import json
@@ -27,7 +26,7 @@ from ingest.providers.base import CallRequest, ProviderError, ProviderOptions, R
 from ingest.providers.baseline import FEATURE_NAMES, FEATURES, BaselineItem, BaselineProvider, image_features
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "samples"
+SAMPLES = ROOT / "data" / "samples"
 
 
 def _texture(rng: np.random.Generator, side: int) -> np.ndarray:
@@ -303,21 +302,21 @@ def _prepared_sample(path: Path) -> bytes | None:
     return buffer.getvalue()
 
 
-@pytest.mark.skipif(not (SAMPLES / "samples.csv").exists(), reason=f"shared samples not found at {SAMPLES}")
-def test_out_of_fold_accuracy_on_shared_samples() -> None:
-    with (SAMPLES / "samples.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+@pytest.mark.skipif(not (SAMPLES / "LICENSES").is_dir(), reason=f"sample images not found at {SAMPLES}")
+def test_out_of_fold_accuracy_on_the_samples() -> None:
+    from data.samples import load_registry
+
     items = []
-    for row in rows:
-        data = _prepared_sample(SAMPLES / row["file"])
+    for sample in load_registry():
+        data = None if sample.packaged else _prepared_sample(SAMPLES / sample.file)
         if data is not None:
-            items.append(item(data, row["truth"], row["modality"]))
+            items.append(item(data, sample.truth, sample.modality))
     replies = run(items)
     print()
     for modality in sorted({i.modality for i in items}):
         scored = [i for i in items if i.modality == modality]
         share = accuracy(scored, replies)
         counts = {t: sum(i.truth == t for i in scored) for t in ("real", "synthetic")}
-        print(f"baseline:forensic out-of-fold accuracy on shared {modality}: {share:.3f} ({counts})")
+        print(f"baseline:forensic out-of-fold accuracy on the samples, {modality}: {share:.3f} ({counts})")
         assert 0.0 <= share <= 1.0  # no claim about how good it is on real data
         assert {replies[i.image_sha256].label for i in scored} <= {"real", "synthetic"}

@@ -21,9 +21,10 @@ def _demo(tmp_path: Path, *extra: str, check: bool = True):
 
 
 @pytest.mark.slow
-def test_demo_from_the_mirror(samples_dir: Path, tmp_path: Path) -> None:
+def test_demo_from_the_committed_samples_offline(samples_dir: Path, tmp_path: Path) -> None:
     started = time.monotonic()
-    out = _demo(tmp_path, "--mirror", str(samples_dir)).stdout
+    out = cli("data", "demo", "--store", str(tmp_path / "store"), "--demo-dir", str(tmp_path / "demo"),
+              "--offline", "--no-progress").stdout
     seconds = time.monotonic() - started
     assert seconds < 120, f"the demo took {seconds:.0f} s"
     rows = store_rows(tmp_path / "store")
@@ -41,7 +42,8 @@ def test_demo_from_the_mirror(samples_dir: Path, tmp_path: Path) -> None:
     marker = json.loads((tmp_path / "store" / "demo.json").read_text())
     assert marker["demo"] is True and marker["images"] == 71 and marker["models"] == ["baseline:forensic"]
     assert marker["cloud_model_answers"] == 0 and "No cloud model" in marker["contents"]
-    assert marker["samples"]["from_mirror"] == 69 and marker["samples"]["package_images"] == 2
+    assert marker["samples"]["already_present"] == 69 and marker["samples"]["package_images"] == 2
+    assert marker["network"] == "offline"
     assert sum(c["images"] for c in marker["cells"]) == 71
     assert "/" + "tmp" not in json.dumps(marker), "demo.json holds no local path"
 

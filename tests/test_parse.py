@@ -1,4 +1,4 @@
-"""Tests for ingest.parse: answers phrased the way GPT-4-class, Gemini and open models phrase them."""
+"""Tests for cache.parse: answers phrased the way GPT-4-class, Gemini and open models phrase them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import timeit
 
 import pytest
 
-from ingest.parse import ParsedAnswer, parse_answer
+from cache.parse import ParsedAnswer, parse_answer
 
 # (answer text, expected label). Grouped by the style of model that writes this way.
 GPT_STYLE = [

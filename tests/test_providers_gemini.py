@@ -97,7 +97,7 @@ def test_safety_stop_is_a_refusal_with_its_reason(gemini_server: GeminiServer) -
     assert reply.text is None and reply.finish_reason == "SAFETY"
     assert reply.refusal == "stopped for SAFETY (HARM_CATEGORY_DANGEROUS_CONTENT)"
     assert reply.model_version == "gemini-2.5-flash-001" and reply.input_tokens == 1234
-    parse = pytest.importorskip("ingest.parse")
+    parse = pytest.importorskip("cache.parse")
     assert parse.parse_answer(reply.text, reply.finish_reason, reply.refusal).label == "refused"
 
 
@@ -108,7 +108,7 @@ def test_blocked_prompt_is_a_refusal_with_the_block_reason(gemini_server: Gemini
     assert outcome.attempts == 1
     assert reply.text is None and reply.finish_reason == "blocked:PROHIBITED_CONTENT"
     assert reply.refusal == "prompt blocked: PROHIBITED_CONTENT"
-    parse = pytest.importorskip("ingest.parse")
+    parse = pytest.importorskip("cache.parse")
     assert parse.parse_answer(reply.text, reply.finish_reason, reply.refusal).label == "refused"
 
 

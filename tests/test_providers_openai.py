@@ -95,7 +95,7 @@ def test_content_filter_is_a_reply_with_no_text(openai_server: OpenAIServer) -> 
     outcome = run_call(openai(), make_request())
     assert outcome.error is None and outcome.attempts == 1
     assert outcome.reply.text is None and outcome.reply.finish_reason == "content_filter"
-    parse = pytest.importorskip("ingest.parse")
+    parse = pytest.importorskip("cache.parse")
     assert parse.parse_answer(None, "content_filter", None).label == "refused"
 
 

@@ -22,8 +22,6 @@ from PIL import Image
 from data.samples import REGISTRY, load_registry
 from tests.pipeline_helpers import cli
 
-SHARED_COLUMNS = ("file", "modality", "truth", "source", "license", "attribution", "origin_url", "sha256")
-
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -48,24 +46,30 @@ PICK = ["fundus/real/hrf_01_h.jpg", "fundus/synthetic/retinagan_image_class_0_ba
 DERIVED = "chest_xray/synthetic/monai_cxr_ldm_figure_1_tile1.png"
 
 
-def test_registry_matches_the_mirror_and_adds_two_package_images(samples_dir: Path) -> None:
-    with (samples_dir / "samples.csv").open(encoding="utf-8", newline="") as handle:
-        shared = {row["file"]: row for row in csv.DictReader(handle)}
+def test_committed_samples_match_the_registry_and_two_package_images(samples_dir: Path) -> None:
     samples = load_registry()
     fetched = [s for s in samples if not s.packaged]
-    assert len(samples) == 71 and len(fetched) == 69 == len(shared)
+    assert len(samples) == 71 and len(fetched) == 69
+    on_disk = sorted(str(p.relative_to(samples_dir)) for p in samples_dir.rglob("*")
+                     if p.is_file() and p.parent.name in ("real", "synthetic"))
+    assert on_disk == sorted(s.file for s in fetched), "every committed image is registered, and only those"
     for sample in fetched:
-        row = shared[sample.file]
-        assert [getattr(sample, c) for c in SHARED_COLUMNS] == [row[c] for c in SHARED_COLUMNS]
-        assert sample.derived == (row["derived"] == "yes")
+        assert _sha(samples_dir / sample.file) == sample.sha256, sample.file
         assert sample.origin_url.startswith("https://raw.githubusercontent.com/") or sample.derived
+        assert sample.license_files, sample.file
         for text in sample.license_files:
             assert (samples_dir / text).is_file(), text
+    assert (samples_dir / "PROVENANCE.md").is_file() and (samples_dir / "ATTRIBUTION.md").is_file()
     packaged = {s.source_id: s for s in samples if s.packaged}
     assert set(packaged) == {"scikit-image", "pydicom-data"}
     for sample in packaged.values():  # the installed packages ship exactly the registered bytes
         assert hashlib.sha256(sample.package_bytes()).hexdigest() == sample.sha256
     assert packaged["scikit-image"].license == "CC0-1.0"
+
+
+def test_fetch_samples_is_a_hash_check_of_the_committed_files(samples_dir: Path) -> None:
+    proc = cli("data", "fetch-samples", "--offline")
+    assert "69 of 69 available (69 already present, 0 copied from the mirror, 0 downloaded)" in proc.stdout
 
 
 def test_retina_png_holds_exactly_skimage_retina_pixels(tmp_path: Path) -> None:

@@ -42,14 +42,23 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
+#: Bumped whenever a rule change can change a reading; stored with every reading (``parser_version``).
+PARSER_VERSION = "1"
+
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """What one model answer says about one image."""
+    """What one model answer says about one image, and how that was decided."""
 
     label: str  #: real | synthetic | uncertain | refused | unparseable
     confidence: float | None  #: model-stated confidence in [0, 1], None when not stated
     interpretation: str | None  #: the model's interpretation of the image, None when absent
+    #: which rule decided (cache.schema.LABEL_RULES): refusal, empty, json, labelled_line, opening, prose, none
+    rule: str = "none"
+    #: [start, end) character offsets into the text given to parse_answer of the deciding span, if any
+    span: tuple[int, int] | None = None
+    #: the rules found conflicting verdicts, or no verdict in a non-empty answer: a person should look
+    needs_review: bool = False
 
 
 def _branches(words: str, tail: str = r"\b") -> list[str]:
