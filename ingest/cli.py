@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="send every image to each model and store the answers")
     run.add_argument("--manifest", type=Path, required=True)
     run.add_argument("--model", dest="models", action="append", required=True, metavar="SPEC",
-                     help="openai:<m>, gemini:<m>, compat:<m>@<url>, baseline:forensic (repeatable)")
+                     help="a model spec, e.g. openai:gpt-4o (repeatable; `python -m ingest models` lists the forms)")
     run.add_argument("--prompt", default="paper", help="prompt id (python -m ingest prompts) or a .txt file")
     _store_arg(run)
     run.add_argument("--concurrency", type=int, help="calls in flight per model (default: provider's)")
@@ -162,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ingest.manifest import read_manifest
     from ingest.pricing import PriceTable
     from ingest.prompts import load_prompt
-    from ingest.providers.base import SpecError, create_provider, parse_spec
+    from ingest.providers.base import SpecError
+    from ingest.providers.registry import create_provider, parse_spec
     from ingest.runner import Runner, run_with_signals
 
     for name in ("repeats", "limit", "concurrency", "max_side", "max_tokens", "max_attempts"):
@@ -176,7 +177,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     prompt = load_prompt(args.prompt)
     rows = read_manifest(args.manifest)[: args.limit]
     options = _provider_options(args)
-    specs = [parse_spec(s) for s in dict.fromkeys(args.models)]
+    specs = list({spec.raw: spec for spec in (parse_spec(s) for s in args.models)}.values())
+    for warning in dict.fromkeys(w for spec in specs for w in spec.warnings):
+        print(f"warning: {warning}", file=sys.stderr)
     providers = [create_provider(spec, options) for spec in specs]
     if not args.dry_run:
         for provider in providers:  # before any call: a missing key stops the run here
@@ -263,24 +266,21 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from ingest.pricing import PriceTable
-    from ingest.providers.base import PROVIDERS
+    from ingest.providers.registry import entries
 
-    envs = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-            "compat": ("MEDLENS_COMPAT_API_KEY",), "baseline": ()}
-    notes = {"compat": "key optional", "baseline": "local, no network, no key"}
-    print(f"{'provider':<10} {'credentials':<44} spec")
-    forms = {"openai": "openai:<model>", "gemini": "gemini:<model>",
-             "compat": "compat:<model>@<base_url>", "baseline": "baseline:forensic"}
-    for name in PROVIDERS:
-        names = envs.get(name, ())
+    print(f"{'provider':<10} {'credentials':<44} {'spec':<28} summary")
+    for entry in entries():
+        names = entry.keys.envs
         if names:
             found = [e for e in names if os.environ.get(e)]
             cred = f"{found[0]} is set" if found else f"missing: set {' or '.join(names)}"
         else:
             cred = "none needed"
-        if name in notes:
-            cred += f" ({notes[name]})"
-        print(f"{name:<10} {cred:<44} {forms[name]}")
+        if entry.notes:
+            cred += f" ({entry.notes})"
+        can = [name for name, on in vars(entry.capabilities).items() if on]
+        summary = entry.summary + (f" [{', '.join(can)}]" if can else "")
+        print(f"{entry.prefix:<10} {cred:<44} {entry.form:<28} {summary}")
     table = PriceTable.load()
     print("\npriced models (USD per million tokens; edit data/prices.csv):")
     for line in table.describe():

@@ -13,7 +13,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cache.schema import response_key
 from cache.store import Store
@@ -21,7 +20,7 @@ from ingest.images import ImageError, PreparedImage, PrepOptions, make_thumbnail
 from ingest.manifest import ManifestRow
 from ingest.memo import PrepMemo
 from ingest.prompts import Prompt
-from ingest.providers.base import Provider
+from ingest.providers.base import DetectorItem
 
 
 @dataclass
@@ -113,16 +112,14 @@ async def identify_images(
     return items
 
 
-def baseline_items(provider: Provider, items: list[ImageItem], images: ImageCache) -> list[Any]:
-    if provider.spec.provider != "baseline":
-        return []
-    from ingest.providers.baseline import BaselineItem
+def detector_items(items: list[ImageItem], images: ImageCache) -> list[DetectorItem]:
+    """Every identified image, as a local detector sees it in ``prepare`` (bytes loaded on demand)."""
 
     def loader(item: ImageItem):
         return lambda: images.get(item).data
 
     return [
-        BaselineItem(image_sha256=i.sha256, modality=i.row.modality, truth=i.row.truth, load=loader(i))
+        DetectorItem(image_sha256=i.sha256, modality=i.row.modality, truth=i.row.truth, load=loader(i))
         for i in items if i.sha256 is not None
     ]
 

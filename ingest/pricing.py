@@ -15,16 +15,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.providers.base import ModelSpec
+from ingest.providers.base import ModelSpec, SpecError
+from ingest.providers.registry import PriceRule, get
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "prices.csv"
 ENV_PATH = "MEDLENS_PRICES"
 REQUIRED = ("model", "input_per_mtok", "output_per_mtok")
-#: Providers whose models cost nothing unless a row with their own prefix prices them.
-FREE_UNLESS_PRICED = ("compat", "baseline")
 #: Message framing around the prompt text (role markers etc.), in tokens.
 PROMPT_OVERHEAD_TOKENS = 10
-DEFAULT_IMAGE_RULE = {"openai": "tiles:85:170", "compat": "tiles:85:170", "gemini": "gemini_tiles:258"}
+
+
+def price_rule(spec: ModelSpec) -> PriceRule:
+    """The provider's price rule (its registry entry): default image rule, free unless priced,
+    batch factor. A spec of no registered provider (``import:``) gets the default rule."""
+    try:
+        return get(spec.provider).price
+    except SpecError:
+        return PriceRule()
 
 
 @dataclass(frozen=True)
@@ -103,9 +110,9 @@ class PriceTable:
 
     def lookup(self, spec: ModelSpec) -> Price | None:
         """The row for ``spec``, or None. Names tried: ``provider:model`` and ``model``; a bare
-        name never prices compat/baseline models (a local llava is not OpenAI's llava)."""
+        name never prices a provider that is free unless priced (a local llava is not OpenAI's)."""
         names = [f"{spec.provider}:{spec.model}"]
-        if spec.provider not in FREE_UNLESS_PRICED:
+        if not price_rule(spec).free_unless_priced:
             names.append(spec.model)
         for name in names:
             if name in self.prices:
@@ -116,10 +123,10 @@ class PriceTable:
 
     def cost(self, spec: ModelSpec, input_tokens: int | None, output_tokens: int | None) -> float | None:
         """USD for one call; None when the model is unpriced or no usage was reported;
-        0.0 for compat/baseline models without a row of their own."""
+        0.0 for models of a provider that is free unless priced, without a row of their own."""
         price = self.lookup(spec)
         if price is None:
-            return 0.0 if spec.provider in FREE_UNLESS_PRICED else None
+            return 0.0 if price_rule(spec).free_unless_priced else None
         if input_tokens is None and output_tokens is None:
             return None
         return (
@@ -138,11 +145,12 @@ class PriceTable:
         """Estimated USD of one call still to make: prompt ~ len/4 tokens + framing, the image by
         its rule, ``expected_output_tokens`` of answer. None when unpriced."""
         price = self.lookup(spec)
+        rule = price_rule(spec)
         if price is None:
-            return 0.0 if spec.provider in FREE_UNLESS_PRICED else None
-        rule = price.image_tokens or DEFAULT_IMAGE_RULE.get(spec.provider, "flat:258")
+            return 0.0 if rule.free_unless_priced else None
+        image_rule = price.image_tokens or rule.image_tokens
         tokens_in = math.ceil(len(prompt_text) / 4) + PROMPT_OVERHEAD_TOKENS
-        tokens_in += image_tokens(rule, width, height, detail)
+        tokens_in += image_tokens(image_rule, width, height, detail)
         return self.cost(spec, tokens_in, expected_output_tokens)
 
     def describe(self) -> list[str]:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cache.parse import parse_answer
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
-from ingest.items import ImageCache, ImageItem, baseline_items, identify_images, image_error_key, progress_bar
+from ingest.items import ImageCache, ImageItem, detector_items, identify_images, image_error_key, progress_bar
 from ingest.manifest import ManifestError, ManifestRow
-from cache.parse import parse_answer
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
 from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry, scrub
@@ -203,22 +203,27 @@ class Runner:
         if error is None and outcome is not None and outcome.error is not None:
             error = (outcome.error.error_type, outcome.error.message)
         if error is not None:
-            return row | {"status": "error", "error_type": error[0], "error_message": error[1]}
+            row |= {"status": "error", "error_type": error[0], "error_message": error[1]}
+            paid = outcome.error.reply if outcome is not None and outcome.error is not None else None
+            return row | (self._usage(provider, paid) if paid is not None else {})  # e.g. truncated: it cost
         reply = outcome.reply
         if reply.label is not None:
             label, confidence, interpretation = reply.label, reply.confidence, reply.interpretation
         else:
             parsed = parse_answer(reply.text, reply.finish_reason, reply.refusal)
             label, confidence, interpretation = parsed.label, parsed.confidence, parsed.interpretation
+        return row | self._usage(provider, reply) | {
+            "status": "ok", "raw_text": reply.text,
+            "label": label, "confidence": confidence, "interpretation": interpretation,
+        }
+
+    def _usage(self, provider: Provider, reply: Any) -> dict[str, Any]:
+        """What a reply reported and cost (also for an error reply that was paid for)."""
         cost = None
         if self.prices is not None:
             cost = self.prices.cost(provider.spec, reply.input_tokens, reply.output_tokens)
-        return row | {
-            "status": "ok", "model_version": reply.model_version, "raw_text": reply.text,
-            "label": label, "confidence": confidence, "interpretation": interpretation,
-            "finish_reason": reply.finish_reason, "input_tokens": reply.input_tokens,
-            "output_tokens": reply.output_tokens, "cost_usd": cost,
-        }
+        return {"model_version": reply.model_version, "finish_reason": reply.finish_reason,
+                "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, "cost_usd": cost}
 
     def _over_budget(self, task: Task) -> float | None:
         """The call's cost estimate, or None when scheduling it would pass the budget."""
@@ -297,9 +302,9 @@ class Runner:
         return messages
 
     async def execute(self, items: list[ImageItem], tasks: list[Task], writer: StoreWriter) -> None:
-        for provider in self.providers:
-            if any(t.provider is provider for t in tasks):
-                await provider.prepare(baseline_items(provider, items, self.images))
+        for provider in self.providers:  # local detectors see the whole manifest first (by capability)
+            if provider.entry.capabilities.local_detector and any(t.provider is provider for t in tasks):
+                await provider.prepare(detector_items(items, self.images))
         bar = progress_bar(len(tasks), "calling models", self.progress)
         bar.set_postfix_str(self._postfix())
         workers = []

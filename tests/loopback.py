@@ -19,6 +19,14 @@ Behaviours (tuples):
     ("blocked_prompt", reason)      Gemini: promptFeedback.blockReason, no candidates
     ("empty_candidates",)           Gemini: candidates [] and no block reason; OpenAI: choices []
 
+Replies seen in recordings of the real APIs (STACK_NOTES), for issue 8.7:
+    ("no_message",)                 OpenAI (Azure content filter): a choice with no message at all
+    ("length", text)                OpenAI: finish_reason length; text None (null), "" or a cut-off answer
+    ("thinking_budget",)            Gemini: finishReason MAX_TOKENS, no text, thoughtsTokenCount and NO
+                                    candidatesTokenCount (a thinking model that spent its whole budget)
+    ("max_tokens", text)            Gemini: finishReason MAX_TOKENS with (cut-off) text
+    ("thoughts", text)              Gemini: STOP with thoughtsTokenCount next to candidatesTokenCount
+
 Every request is recorded in ``server.requests`` (path, lower-cased headers, parsed JSON body) unless
 ``record=False`` (the benchmark). ``delay`` adds a fixed wait before every answer.
 """
@@ -39,6 +47,7 @@ from typing import Any, Self
 import pytest
 
 USAGE_IN, USAGE_OUT = 1234, 56
+USAGE_THOUGHTS = 300  # Gemini thinking tokens, billed as output
 OPENAI_VERSION_SUFFIX = "-2024-08-06"
 GEMINI_VERSION_SUFFIX = "-001"
 
@@ -183,19 +192,22 @@ class OpenAIServer(LoopbackServer):
             content, finish = None, "content_filter"
         elif kind == "refusal":
             content, refusal = None, args[0]
+        elif kind == "length":
+            finish = "length"
         model = body.get("model", "m") if isinstance(body, dict) else "m"
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": refusal},
+            "finish_reason": finish,
+        }
+        if kind == "no_message":
+            choice = {"index": 0, "finish_reason": "content_filter"}
         return {
             "id": "chatcmpl-loopback",
             "object": "chat.completion",
             "created": 1700000000,
             "model": model + OPENAI_VERSION_SUFFIX,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": refusal},
-                    "finish_reason": finish,
-                }
-            ],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": USAGE_IN,
                 "completion_tokens": USAGE_OUT,
@@ -234,10 +246,21 @@ class GeminiServer(LoopbackServer):
             ratings = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]
             candidate = {"finishReason": "SAFETY", "index": 0, "safetyRatings": ratings}
             return {"candidates": [candidate], **meta}
+        if kind == "thinking_budget":  # the whole budget went on thinking: no text, no candidates count
+            meta["usageMetadata"] = {
+                "promptTokenCount": USAGE_IN,
+                "thoughtsTokenCount": USAGE_THOUGHTS,
+                "totalTokenCount": USAGE_IN + USAGE_THOUGHTS,
+            }
+            candidate = {"content": {"role": "model"}, "finishReason": "MAX_TOKENS", "index": 0}
+            return {"candidates": [candidate], **meta}
+        if kind in ("thoughts", "max_tokens"):
+            meta["usageMetadata"]["thoughtsTokenCount"] = USAGE_THOUGHTS
+            meta["usageMetadata"]["totalTokenCount"] += USAGE_THOUGHTS
         text = args[0] if args else DEFAULT_TEXT
         candidate = {
             "content": {"role": "model", "parts": [{"text": text}]},
-            "finishReason": "STOP",
+            "finishReason": "MAX_TOKENS" if kind == "max_tokens" else "STOP",
             "index": 0,
         }
         return {"candidates": [candidate], **meta}
@@ -382,8 +405,16 @@ TRANSPORT_FAULTS: list[tuple] = [
 ]
 
 
-def check_fault(server: LoopbackServer, provider: Any, script: list, expected: str, attempts: int,
-                waits: list | None, ok_finish: str, prefix: str) -> None:
+def check_fault(
+    server: LoopbackServer,
+    provider: Any,
+    script: list,
+    expected: str,
+    attempts: int,
+    waits: list | None,
+    ok_finish: str,
+    prefix: str,
+) -> None:
     """Play ``script`` on ``server``, make one call with retries, and check how it ended."""
     from ingest.providers.retry import ERROR_TYPES
 

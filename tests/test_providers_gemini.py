@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from cache.parse import parse_answer
 from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
 from ingest.providers.gemini_provider import GeminiProvider
 from ingest.providers.retry import call_with_retry
@@ -13,6 +14,9 @@ from tests import loopback
 from tests.loopback import (
     GEMINI_TEST_KEY,
     TRANSPORT_FAULTS,
+    USAGE_IN,
+    USAGE_OUT,
+    USAGE_THOUGHTS,
     FakeSleep,
     GeminiServer,
     check_fault,
@@ -132,11 +136,39 @@ FAULTS = TRANSPORT_FAULTS + [
 ]
 
 
+# --- replies seen in recordings of the real API (STACK_NOTES; issue 8.7) ---------------------------
+
+
+def test_a_whole_budget_spent_thinking_is_a_paid_truncated_error(gemini_server: GeminiServer) -> None:
+    gemini_server.push(("thinking_budget",))  # thoughtsTokenCount, no candidatesTokenCount, no text
+    outcome = run_call(gemini(max_tokens=300), make_request())
+    assert outcome.reply is None and outcome.attempts == 1
+    error = outcome.error
+    assert error.error_type == "truncated" and not error.retryable
+    assert "MAX_TOKENS" in error.message and "raise --max-tokens (now 300)" in error.message
+    assert (error.reply.input_tokens, error.reply.output_tokens) == (USAGE_IN, USAGE_THOUGHTS)
+
+
+def test_thinking_tokens_count_as_output_next_to_the_answer(gemini_server: GeminiServer) -> None:
+    gemini_server.push(("thoughts", "Real. A normal optic disc."))
+    reply = run_call(gemini(), make_request()).reply
+    assert reply.text == "Real. A normal optic disc." and reply.output_tokens == USAGE_OUT + USAGE_THOUGHTS
+
+
+def test_cut_off_with_text_is_an_answer(gemini_server: GeminiServer) -> None:
+    gemini_server.push(("max_tokens", "Synthetic. The vessels branch too"))
+    reply = run_call(gemini(), make_request()).reply
+    assert (reply.text, reply.finish_reason) == ("Synthetic. The vessels branch too", "MAX_TOKENS")
+    assert parse_answer(reply.text, reply.finish_reason, reply.refusal).label == "synthetic"
+
+
 @pytest.mark.parametrize(("script", "options", "expected", "attempts", "waits"), FAULTS)
 def test_faults_end_as_ok_or_classified_error(
     gemini_server: GeminiServer, script, options, expected, attempts, waits
 ) -> None:
-    check_fault(gemini_server, gemini(**options), script, expected, attempts, waits, "STOP", "gemini:gemini-2.5-flash")
+    check_fault(
+        gemini_server, gemini(**options), script, expected, attempts, waits, "STOP", "gemini:gemini-2.5-flash"
+    )
 
 
 def test_error_messages_say_what_to_do(gemini_server: GeminiServer) -> None:

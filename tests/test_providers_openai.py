@@ -6,14 +6,17 @@ import asyncio
 
 import pytest
 
+from cache.parse import parse_answer
 from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
 from ingest.providers.compat_provider import CompatProvider
 from ingest.providers.openai_provider import OpenAIProvider
-from ingest.providers.retry import call_with_retry
+from ingest.providers.retry import ERROR_TYPES, call_with_retry
 from tests import loopback
 from tests.loopback import (
     OPENAI_TEST_KEY,
     TRANSPORT_FAULTS,
+    USAGE_IN,
+    USAGE_OUT,
     FakeSleep,
     OpenAIServer,
     check_fault,
@@ -99,11 +102,44 @@ def test_content_filter_is_a_reply_with_no_text(openai_server: OpenAIServer) -> 
     assert parse.parse_answer(None, "content_filter", None).label == "refused"
 
 
-def test_refusal_field_is_kept(openai_server: OpenAIServer) -> None:
-    openai_server.push(("refusal", "I can't help with identifying that image."))
+# --- replies seen in recordings of the real API (STACK_NOTES; issue 8.7) ---------------------------
+
+
+def test_a_refusal_keeps_its_sentence_as_the_answer_text(openai_server: OpenAIServer) -> None:
+    sentence = "I'm sorry, but I can't help with identifying whether that image is real."
+    openai_server.push(("refusal", sentence))
+    reply = run_call(openai(), make_request()).reply
+    assert (reply.text, reply.refusal, reply.finish_reason) == (sentence, sentence, "stop")
+    assert parse_answer(reply.text, reply.finish_reason, reply.refusal).label == "refused"
+
+
+def test_a_content_filter_choice_without_a_message_is_a_refusal(openai_server: OpenAIServer) -> None:
+    openai_server.push(("no_message",))  # Azure's content filter
     outcome = run_call(openai(), make_request())
-    assert outcome.reply.text is None
-    assert outcome.reply.refusal == "I can't help with identifying that image."
+    assert outcome.error is None and outcome.attempts == 1
+    assert (outcome.reply.text, outcome.reply.finish_reason) == (None, "content_filter")
+    assert outcome.reply.input_tokens == USAGE_IN
+    assert parse_answer(None, "content_filter", None).label == "refused"
+
+
+@pytest.mark.parametrize("text", [None, ""])
+def test_cut_off_with_no_text_is_a_truncated_error_naming_max_tokens(
+    openai_server: OpenAIServer, text
+) -> None:
+    openai_server.push(("length", text))
+    outcome = run_call(openai(max_tokens=64), make_request())
+    assert outcome.reply is None and outcome.attempts == 1 and len(openai_server.requests) == 1
+    error = outcome.error
+    assert error.error_type == "truncated" and error.error_type in ERROR_TYPES and not error.retryable
+    assert "raise --max-tokens (now 64)" in error.message and error.message.startswith("openai:gpt-4o")
+    assert (error.reply.input_tokens, error.reply.output_tokens) == (USAGE_IN, USAGE_OUT)  # it was paid
+
+
+def test_cut_off_with_text_is_an_answer(openai_server: OpenAIServer) -> None:
+    openai_server.push(("length", "Synthetic. The vessel calibre is unnaturally"))
+    reply = run_call(openai(max_tokens=12), make_request()).reply
+    assert (reply.text, reply.finish_reason) == ("Synthetic. The vessel calibre is unnaturally", "length")
+    assert parse_answer(reply.text, reply.finish_reason, reply.refusal).label == "synthetic"
 
 
 FAULTS = TRANSPORT_FAULTS + [

@@ -4,15 +4,18 @@ A provider builds a request from a prepared image and a prompt, makes one call, 
 into text + finish reason + usage (``Reply``). It classifies its own failures as ``ProviderError``
 (retryable or not, after how long); the shared loop in ``ingest.providers.retry`` retries. SDK
 retries are always off so that attempts are counted and Retry-After is honoured in one place.
+What MedLens knows about a provider besides its calls (spec form, key env vars, local or remote,
+price rule, capabilities) is its entry in ``ingest.providers.registry``. A provider that decides
+locally after seeing the whole manifest is a ``LocalDetector`` (capability ``local_detector``).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 
 class SpecError(ValueError):
@@ -25,45 +28,27 @@ class MissingCredentials(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """``openai:<model>``, ``gemini:<model>``, ``compat:<model>@<base_url>``, ``baseline:<name>``."""
+    """A parsed model spec; each provider's registry entry says which forms it accepts
+    (``python -m ingest models`` lists them)."""
 
     provider: str
     model: str
     base_url: str | None
     raw: str
+    #: things the parser changed or dropped that the user should hear about (not part of identity)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
-        """The model column of the store: the spec as the user wrote it."""
+        """The model column of the store: the spec as the user wrote it (minus any credentials)."""
         return self.raw
 
 
-PROVIDERS: dict[str, str] = {
-    "openai": "ingest.providers.openai_provider:OpenAIProvider",
-    "gemini": "ingest.providers.gemini_provider:GeminiProvider",
-    "compat": "ingest.providers.compat_provider:CompatProvider",
-    "baseline": "ingest.providers.baseline:BaselineProvider",
-}
-
-
 def parse_spec(spec: str) -> ModelSpec:
-    """Split a model spec; raise SpecError with the accepted forms when it does not fit."""
-    provider, sep, rest = spec.partition(":")
-    if not sep or not rest or provider not in PROVIDERS:
-        raise SpecError(
-            f"model spec {spec!r} is not understood; use one of: openai:<model>, gemini:<model>, "
-            "compat:<model>@<base_url> (e.g. compat:llava@http://127.0.0.1:11434/v1), baseline:forensic"
-        )
-    base_url = None
-    if provider == "compat":
-        model, at, base_url = rest.rpartition("@")
-        if not at or not model or not base_url.startswith(("http://", "https://")):
-            raise SpecError(
-                f"model spec {spec!r}: compat needs <model>@<base_url>, "
-                "e.g. compat:llava@http://127.0.0.1:11434/v1"
-            )
-        rest = model
-    return ModelSpec(provider=provider, model=rest, base_url=base_url, raw=spec)
+    """Split and validate a model spec (``ingest.providers.registry.parse_spec``)."""
+    from ingest.providers.registry import parse_spec as parse
+
+    return parse(spec)
 
 
 @dataclass(frozen=True)
@@ -91,9 +76,9 @@ class ProviderOptions:
 
 @dataclass(frozen=True)
 class CallRequest:
-    """One image and one prompt, ready to send."""
+    """One image (or none, for a text-only request) and one prompt, ready to send."""
 
-    image: bytes
+    image: bytes | None
     mime: str
     image_sha256: str
     prompt_id: str
@@ -121,9 +106,9 @@ class Reply:
 class ProviderError(Exception):
     """A failed call, classified by the provider.
 
-    ``error_type`` is short and stable (rate_limited, server_error, timeout, connection,
-    bad_request, auth, not_found, image_rejected, malformed_reply, ...); the message says what a
-    person can do about it and never contains a secret.
+    ``error_type`` is short and stable (the vocabulary is ``retry.ERROR_TYPES``); the message says
+    what a person can do about it and never contains a secret. ``reply`` keeps what a paid but
+    unusable reply reported (tokens, finish reason, model version: a truncated reply still costs).
     """
 
     def __init__(
@@ -134,6 +119,7 @@ class ProviderError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         status: int | None = None,
+        reply: Reply | None = None,
     ):
         super().__init__(message)
         self.error_type = error_type
@@ -141,20 +127,64 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.reply = reply
+
+
+def truncated_error(where: str, reply: Reply, max_tokens: int) -> ProviderError:
+    """A reply stopped by the token limit before any answer text: an error row, not an answer.
+
+    Not retried within the run (the same request hits the same limit); the key stays open, so a
+    later run calls it again, and a run with a larger ``--max-tokens`` asks for more room.
+    """
+    spent = f"{reply.output_tokens} output tokens" if reply.output_tokens is not None else "the output budget"
+    return ProviderError(
+        "truncated",
+        f"{where}: the reply stopped at the token limit ({reply.finish_reason}) before any answer text, "
+        f"after {spent} (thinking models spend it before answering); raise --max-tokens (now "
+        f"{max_tokens}) and run again",
+        retryable=False,
+        reply=reply,
+    )
 
 
 class Provider(ABC):
-    """Base class. Subclasses set the class attributes and implement ``call``."""
-
-    name: ClassVar[str]
-    key_envs: ClassVar[tuple[str, ...]] = ()  # any one of these holds the key
-    key_required: ClassVar[bool] = True
-    default_concurrency: ClassVar[int] = 8
-    local: ClassVar[bool] = False  # no network, no cost
+    """Base class: a subclass implements ``call``; its registry entry holds everything else
+    (key env vars, local or remote, default concurrency, price rule, capabilities)."""
 
     def __init__(self, spec: ModelSpec, options: ProviderOptions):
         self.spec = spec
         self.options = options
+
+    @property
+    def entry(self) -> Any:
+        """This provider's ``registry.ProviderEntry``."""
+        from ingest.providers.registry import get  # deferred: the registry imports this module
+
+        return get(self.spec.provider)
+
+    @property
+    def name(self) -> str:
+        return self.spec.provider
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """Any one of these env vars holds the key."""
+        return self.entry.keys.envs
+
+    @property
+    def key_required(self) -> bool:
+        """A key must be set before any call (a provider with no key env needs none)."""
+        keys = self.entry.keys
+        return keys.required and bool(keys.envs)
+
+    @property
+    def local(self) -> bool:
+        """No network, no cost."""
+        return self.entry.local
+
+    @property
+    def concurrency(self) -> int:
+        return self.options.concurrency or self.entry.default_concurrency
 
     def params(self) -> dict[str, Any]:
         """Generation parameters that change the answer; part of the cache key."""
@@ -174,13 +204,6 @@ class Provider(ABC):
                 f"{self.spec.raw}: no API key; set {names} (e.g. export {self.key_envs[0]}=...)"
             )
 
-    @property
-    def concurrency(self) -> int:
-        return self.options.concurrency or self.default_concurrency
-
-    async def prepare(self, items: list[Any]) -> None:  # noqa: B027 - optional hook
-        """Called once before the calls of a run with every manifest item (the baseline trains)."""
-
     @abstractmethod
     async def call(self, request: CallRequest) -> Reply:
         """Make one call (no retries). Raise ProviderError on failure."""
@@ -189,14 +212,27 @@ class Provider(ABC):
         """Release clients."""
 
 
+@dataclass(frozen=True)
+class DetectorItem:
+    """One manifest image as a local detector sees it before any call."""
+
+    image_sha256: str
+    modality: str
+    truth: str  # real | synthetic
+    load: Callable[[], bytes]  # the prepared image bytes exactly as a cloud model would receive them
+
+
+class LocalDetector(Provider):
+    """A provider that decides locally and must see every manifest image before its first call
+    (capability ``local_detector``): the runner hands it the whole manifest in ``prepare``."""
+
+    @abstractmethod
+    async def prepare(self, items: list[DetectorItem]) -> None:
+        """Called once before the calls of a run with every identified manifest image."""
+
+
 def create_provider(spec: ModelSpec, options: ProviderOptions) -> Provider:
-    """Import the provider module only when used; one clear error when its SDK is missing."""
-    module_name, _, class_name = PROVIDERS[spec.provider].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SpecError(
-            f"{spec.raw}: the {spec.provider} provider cannot load ({exc}); "
-            "install the requirements: pip install -r requirements.txt"
-        ) from exc
-    return getattr(module, class_name)(spec, options)
+    """The provider for ``spec`` (``ingest.providers.registry.create_provider``)."""
+    from ingest.providers.registry import create_provider as create
+
+    return create(spec, options)

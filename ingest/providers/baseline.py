@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
+from ingest.providers.base import (
+    CallRequest,
+    DetectorItem,
+    LocalDetector,
+    ModelSpec,
+    ProviderError,
+    Reply,
+    SpecError,
+)
+from ingest.providers.registry import Capabilities, PriceRule, provider
 
 TRUTHS = ("real", "synthetic")
 MIN_PER_CLASS = 4  # fewer real or synthetic images than this: no honest out-of-fold model
@@ -50,14 +58,8 @@ FEATURE_NAMES = tuple(name for name, _, _ in FEATURES)
 ARROWS = "Arrows: each cue's push in this fold's model, given the other cues."
 
 
-@dataclass(frozen=True)
-class BaselineItem:
-    """One manifest item as the runner hands it to ``prepare``."""
-
-    image_sha256: str
-    modality: str
-    truth: str  # real | synthetic
-    load: Callable[[], bytes]  # the prepared image bytes exactly as a cloud model would receive them
+#: One manifest item as the runner hands it to ``prepare`` (the local-detector interface's item).
+BaselineItem = DetectorItem
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,12 @@ def _blockiness(crop: np.ndarray) -> float:
 
 
 def image_features(data: bytes) -> np.ndarray:
-    from scipy import ndimage, stats  # imported on use: a fully cached run never pays for it
     """The twelve statistics of FEATURES for one prepared image (PNG or JPEG bytes).
 
     Decoding a 1024 px PNG takes most of the time (~20 ms); the statistics add ~10 ms.
     """
+    from scipy import ndimage, stats  # imported on use: a fully cached run never pays for it
+
     image = Image.open(io.BytesIO(data)).convert("RGB")
     grey = image.convert("L")
     crop = _centre_crop(np.asarray(grey)).astype(np.float64)
@@ -215,14 +218,30 @@ def score_modality(
     return [verdict for verdict in verdicts if verdict is not None]
 
 
-class BaselineProvider(Provider):
-    """``baseline:forensic``: trains in ``prepare``; ``call`` looks up the out-of-fold verdict."""
+DETECTORS = ("forensic",)
 
-    name = "baseline"
-    key_envs = ()
-    key_required = False
-    local = True
-    default_concurrency = 2
+
+def parse_baseline(prefix: str, rest: str, raw: str) -> ModelSpec:
+    """Only ``baseline:forensic`` exists; another name is an error, not a silent alias."""
+    if rest not in DETECTORS:
+        raise SpecError(f"model spec {raw!r}: the baseline detectors are {', '.join(DETECTORS)}")
+    return ModelSpec(provider=prefix, model=rest, base_url=None, raw=raw)
+
+
+@provider(
+    prefix="baseline",
+    form="baseline:forensic",
+    example="baseline:forensic",
+    summary="local out-of-fold forensic detector on image statistics (offline, deterministic)",
+    local=True,
+    price=PriceRule(free_unless_priced=True),
+    capabilities=Capabilities(local_detector=True),
+    parse=parse_baseline,
+    default_concurrency=2,
+    notes="local, no network, no key",
+)
+class BaselineProvider(LocalDetector):
+    """``baseline:forensic``: trains in ``prepare``; ``call`` looks up the out-of-fold verdict."""
 
     def __init__(self, spec: Any, options: Any):
         super().__init__(spec, options)

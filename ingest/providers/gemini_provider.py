@@ -12,19 +12,22 @@ Refusals are replies, not errors: a candidate stopped for SAFETY (or another pol
 ``Reply(text=None, finish_reason='blocked:<REASON>')``, both with the reason kept in ``refusal``,
 so the parser labels them ``refused``. No candidates and no block reason is an error
 (``empty_reply``, not retryable): nothing says the model refused, and the row must not count as
-an answer. Output tokens include thinking tokens, which Gemini bills as output.
+an answer. Output tokens include thinking tokens, which Gemini bills as output: a thinking
+model that spent its whole budget reports ``thoughtsTokenCount`` and no ``candidatesTokenCount``
+(seen in recordings of the real API), and those tokens still cost. A reply stopped at
+``MAX_TOKENS`` with no text is a ``truncated`` error row naming ``--max-tokens``, with its tokens
+and cost kept; with text it is an answer (the parser reads what is there).
+
+The SDK is imported on first use, so reading this module's registry entry loads no SDK.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from typing import Any, ClassVar
-
-import httpx2
-from google import genai
-from google.genai import errors, types
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ingest.providers.base import (
     CallRequest,
@@ -34,18 +37,33 @@ from ingest.providers.base import (
     ProviderError,
     ProviderOptions,
     Reply,
+    truncated_error,
 )
+from ingest.providers.registry import Capabilities, Keys, PriceRule, provider
 from ingest.providers.retry import retry_after_seconds, scrub
 
-RESPONSE_SCHEMA = types.Schema(
-    type=types.Type.OBJECT,
-    properties={
-        "label": types.Schema(type=types.Type.STRING, enum=["real", "synthetic", "uncertain"]),
-        "confidence": types.Schema(type=types.Type.NUMBER),
-        "interpretation": types.Schema(type=types.Type.STRING),
-    },
-    required=["label", "confidence", "interpretation"],
-)
+if TYPE_CHECKING:
+    import httpx2
+    from google import genai
+    from google.genai import errors, types
+
+
+@functools.cache
+def response_schema() -> types.Schema:
+    """The answer shape the ``json`` prompt asks for."""
+    from google.genai import types
+
+    return types.Schema(
+        type=types.Type.OBJECT,
+        properties={
+            "label": types.Schema(type=types.Type.STRING, enum=["real", "synthetic", "uncertain"]),
+            "confidence": types.Schema(type=types.Type.NUMBER),
+            "interpretation": types.Schema(type=types.Type.STRING),
+        },
+        required=["label", "confidence", "interpretation"],
+    )
+
+
 #: Finish reasons that mean a policy stopped the answer (the parser labels them refused).
 POLICY_FINISH = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION"}
 _MAX_MESSAGE = 500
@@ -58,12 +76,17 @@ def _enum_name(value: Any) -> str | None:
     return str(getattr(value, "value", None) or getattr(value, "name", None) or value)
 
 
-def read_reply(response: types.GenerateContentResponse, where: str = "gemini") -> Reply:
+def output_tokens(usage: Any) -> int | None:
+    """Billed output tokens: the answer's plus the thinking tokens (either may be absent)."""
+    if usage is None or (usage.candidates_token_count is None and usage.thoughts_token_count is None):
+        return None
+    return (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+
+
+def read_reply(response: types.GenerateContentResponse, where: str = "gemini", max_tokens: int = 0) -> Reply:
     """Text, finish/block reason, model version and usage of a generateContent response."""
     usage = response.usage_metadata
-    output = None
-    if usage is not None and usage.candidates_token_count is not None:
-        output = usage.candidates_token_count + (usage.thoughts_token_count or 0)
+    output = output_tokens(usage)
     common = {
         "model_version": response.model_version,
         "input_tokens": usage.prompt_token_count if usage is not None else None,
@@ -92,7 +115,10 @@ def read_reply(response: types.GenerateContentResponse, where: str = "gemini") -
         ]
         blocked = [_enum_name(r.category) for r in flagged]
         refusal = f"stopped for {finish}" + (f" ({', '.join(blocked)})" if blocked else "")
-    return Reply(text="".join(texts) if texts else None, finish_reason=finish, refusal=refusal, **common)
+    reply = Reply(text="".join(texts) if texts else None, finish_reason=finish, refusal=refusal, **common)
+    if finish == "MAX_TOKENS" and not (reply.text or "").strip():
+        raise truncated_error(where, reply, max_tokens)
+    return reply
 
 
 def _retry_delay(details: Any) -> float | None:
@@ -112,10 +138,17 @@ def _is_json_mode_unsupported(exc: errors.APIError) -> bool:
     )
 
 
+@provider(
+    prefix="gemini",
+    form="gemini:<model>",
+    example="gemini:gemini-2.5-flash",
+    summary="the Gemini API through google-genai (GOOGLE_GEMINI_BASE_URL redirects it)",
+    keys=Keys(("GEMINI_API_KEY", "GOOGLE_API_KEY")),
+    # Gemini Batch Mode: 50% of the online price (ai.google.dev/gemini-api/docs/batch-mode)
+    price=PriceRule(image_tokens="gemini_tiles:258", batch_factor=0.5),
+    capabilities=Capabilities(structured=True, text_only=True),
+)
 class GeminiProvider(Provider):
-    name: ClassVar[str] = "gemini"
-    key_envs: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-    default_concurrency: ClassVar[int] = 8
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"
 
     def __init__(self, spec: ModelSpec, options: ProviderOptions):
@@ -126,6 +159,10 @@ class GeminiProvider(Provider):
 
     def client(self) -> genai.Client:
         if self._client is None:
+            import httpx2
+            from google import genai
+            from google.genai import types
+
             try:
                 self.check_credentials()
             except MissingCredentials as exc:
@@ -155,23 +192,29 @@ class GeminiProvider(Provider):
             self._http = None
 
     def build_config(self, *, structured: bool) -> types.GenerateContentConfig:
+        from google.genai import types
+
         config = types.GenerateContentConfig(
             temperature=self.options.temperature, max_output_tokens=self.options.max_tokens
         )
         if structured:
             config.response_mime_type = "application/json"
-            config.response_schema = RESPONSE_SCHEMA
+            config.response_schema = response_schema()
         return config
 
     @staticmethod
     def build_contents(request: CallRequest) -> list[types.Content]:
-        parts = [
-            types.Part.from_bytes(data=request.image, mime_type=request.mime),
-            types.Part.from_text(text=request.prompt_text),
-        ]
+        from google.genai import types
+
+        parts = [types.Part.from_text(text=request.prompt_text)]
+        if request.image is not None:  # the image goes first; a text-only request (a judge) has none
+            parts.insert(0, types.Part.from_bytes(data=request.image, mime_type=request.mime))
         return [types.Content(role="user", parts=parts)]
 
     async def call(self, request: CallRequest) -> Reply:
+        import httpx2
+        from google.genai import errors
+
         structured = request.structured and self.structured_supported
         try:
             try:
@@ -191,7 +234,7 @@ class GeminiProvider(Provider):
         except ValueError as exc:  # json.JSONDecodeError / pydantic: a 200 with a broken body
             message = f"{self.spec.raw}: the server's reply is not valid JSON ({exc})"
             raise ProviderError("malformed_reply", scrub(message[:_MAX_MESSAGE]), retryable=True) from None
-        return read_reply(response, self.spec.raw)
+        return read_reply(response, self.spec.raw, self.options.max_tokens)
 
     async def _generate(self, request: CallRequest, *, structured: bool) -> types.GenerateContentResponse:
         return await self.client().aio.models.generate_content(

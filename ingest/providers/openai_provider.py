@@ -5,10 +5,19 @@ The prepared image goes as a base64 data URL (``detail`` from the options). The 
 rejects it with a 400 is called once more without it, and that is remembered for the model (its
 free text is still parsed downstream). SDK retries are off: ``ingest.providers.retry`` retries.
 
+Replies seen in recordings of the real API: a refusal comes as ``content: null`` plus
+``message.refusal`` with the sentence, which is kept as the answer text (labelled refused by the
+parser's refusal rule); Azure's content filter can return a choice with no ``message`` at all
+(``finish_reason: content_filter``: a reply with no text, labelled refused); ``finish_reason:
+length`` with no text is a ``truncated`` error row naming ``--max-tokens`` (with text it is an
+answer: the parser reads what is there).
+
 Error classes (``ProviderError.error_type``): rate_limited, quota, server_error, timeout,
 connection, auth, permission, not_found, bad_request, image_rejected, malformed_reply,
-empty_reply. A truncated or non-JSON 200 body (``malformed_reply``) is treated as retryable: it is
-almost always a proxy or connection hiccup, and attempts are bounded anyway.
+empty_reply, truncated. A truncated or non-JSON 200 body (``malformed_reply``) is treated as
+retryable: it is almost always a proxy or connection hiccup, and attempts are bounded anyway.
+
+The SDK is imported on first use, so reading this module's registry entry loads no SDK.
 """
 
 from __future__ import annotations
@@ -16,10 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any, ClassVar
-
-import openai
-from openai.types.chat import ChatCompletion
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ingest.providers.base import (
     CallRequest,
@@ -29,8 +35,14 @@ from ingest.providers.base import (
     ProviderError,
     ProviderOptions,
     Reply,
+    truncated_error,
 )
+from ingest.providers.registry import Capabilities, Keys, PriceRule, provider
 from ingest.providers.retry import retry_after_seconds, scrub
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletion
 
 #: The answer shape the ``json`` prompt asks for.
 ANSWER_SCHEMA: dict[str, Any] = {
@@ -73,12 +85,19 @@ def is_schema_unsupported(exc: openai.APIStatusError) -> bool:
     )
 
 
+@provider(
+    prefix="openai",
+    form="openai:<model>",
+    example="openai:gpt-4o",
+    summary="OpenAI Chat Completions through the openai SDK (OPENAI_BASE_URL redirects it)",
+    keys=Keys(("OPENAI_API_KEY",)),
+    # OpenAI Batch API: 50% of the online price (openai.com/api/pricing)
+    price=PriceRule(image_tokens="tiles:85:170", batch_factor=0.5),
+    capabilities=Capabilities(structured=True, text_only=True),
+)
 class OpenAIProvider(Provider):
     """OpenAI Chat Completions; the compat provider reuses everything but the client set-up."""
 
-    name: ClassVar[str] = "openai"
-    key_envs: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
-    default_concurrency: ClassVar[int] = 8
     base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
     #: OpenAI's current models take max_completion_tokens (o-series and gpt-5 reject max_tokens).
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
@@ -106,6 +125,8 @@ class OpenAIProvider(Provider):
     def client(self) -> openai.AsyncOpenAI:
         """One shared client (one connection pool) for every call of this provider."""
         if self._client is None:
+            import openai
+
             self._client = openai.AsyncOpenAI(
                 api_key=self.client_key(),
                 base_url=self.base_url(),
@@ -123,16 +144,10 @@ class OpenAIProvider(Provider):
 
     def build_request(self, request: CallRequest, *, structured: bool) -> dict[str, Any]:
         """The Chat Completions request body for one call."""
-        content = [
-            {"type": "text", "text": request.prompt_text},
-            {
-                "type": "image_url",
-                "image_url": {
-                    "url": data_url(request.image, request.mime),
-                    "detail": self.options.detail,
-                },
-            },
-        ]
+        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt_text}]
+        if request.image is not None:  # a text-only request (a judge) sends no image part
+            image_url = {"url": data_url(request.image, request.mime), "detail": self.options.detail}
+            content.append({"type": "image_url", "image_url": image_url})
         kwargs: dict[str, Any] = {
             "model": self.spec.model,
             "messages": [{"role": "user", "content": content}],
@@ -150,20 +165,29 @@ class OpenAIProvider(Provider):
                 "empty_reply", f"{self.where()}: the API answered with no choices", retryable=False
             )
         choice = response.choices[0]
-        message = choice.message
+        message = getattr(choice, "message", None)  # Azure's content filter may send none
         usage = getattr(response, "usage", None)
-        return Reply(
-            text=message.content if message is not None else None,
-            finish_reason=choice.finish_reason,
-            refusal=getattr(message, "refusal", None),
+        text = getattr(message, "content", None)
+        refusal = getattr(message, "refusal", None) or None
+        reply = Reply(
+            # The refusal sentence is the answer text (content is null then); it stays labelled
+            # refused because ``refusal`` is set too.
+            text=text if text or not refusal else refusal,
+            finish_reason=getattr(choice, "finish_reason", None),
+            refusal=refusal,
             model_version=getattr(response, "model", None),
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
         )
+        if reply.finish_reason == "length" and not (reply.text or "").strip():
+            raise truncated_error(self.where(), reply, self.options.max_tokens)
+        return reply
 
     # --- the call -------------------------------------------------------------------------------
 
     async def call(self, request: CallRequest) -> Reply:
+        import openai
+
         structured = request.structured and self.structured_supported
         try:
             try:
@@ -185,6 +209,8 @@ class OpenAIProvider(Provider):
         return self.read_reply(response)
 
     async def _create(self, request: CallRequest, *, structured: bool) -> ChatCompletion:
+        from openai.types.chat import ChatCompletion
+
         body = self.build_request(request, structured=structured)
         # The SDK's documented raw-body call rather than chat.completions.create(): create() walks
         # every request through the SDK's TypedDict transform, which leaves a plain JSON body as it
@@ -202,6 +228,8 @@ class OpenAIProvider(Provider):
 
     def classify(self, exc: openai.OpenAIError) -> ProviderError:
         """Map an SDK exception to a ProviderError (retryable or not, after how long)."""
+        import openai
+
         where = self.where()
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError("timeout", f"{where}: request timed out", retryable=True)

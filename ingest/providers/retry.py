@@ -31,6 +31,7 @@ from tenacity import (
 )
 
 from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
+from ingest.providers.registry import key_envs
 
 #: The ``error_type`` vocabulary of provider errors (the store's ``error_type`` column).
 ERROR_TYPES: dict[str, str] = {
@@ -41,6 +42,8 @@ ERROR_TYPES: dict[str, str] = {
     "connection": "connection refused, reset or dropped; retried",
     "malformed_reply": "a 200 whose body is not valid JSON; retried",
     "empty_reply": "no choices / no candidates and no block reason; not retried",
+    "truncated": "the reply hit the token limit (finish_reason length, MAX_TOKENS) before any answer "
+    "text; not retried in the run, retried by the next (raise --max-tokens)",
     "auth": "key missing (before any call) or rejected (401; Gemini 400 'API key not valid'); not retried",
     "permission": "HTTP 403; not retried",
     "not_found": "HTTP 404, e.g. an unknown model name; not retried",
@@ -98,9 +101,8 @@ class RateLimiter:
 
 # --- secrets -----------------------------------------------------------------------------------
 
-#: Env vars whose values are keys. Any other env var named like *_API_KEY / *_TOKEN / *_SECRET is
-#: scrubbed too.
-KEY_ENVS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "MEDLENS_COMPAT_API_KEY")
+# Env vars whose values are keys: every provider's (``registry.key_envs()``), and any other env var
+# named like *_API_KEY / *_TOKEN / *_SECRET.
 _SECRET_ENV_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET)$")
 _KEY_PATTERNS = (
     re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"),  # OpenAI and most OpenAI-compatible servers
@@ -110,17 +112,11 @@ _KEY_PATTERNS = (
     re.compile(r"(?i)((?:x-goog-api-key|api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
 )
 REDACTED = "[redacted]"
-_EXTRA_KEY_ENVS: set[str] = set()
-
-
-def register_key_env(name: str) -> None:
-    """Scrub the value of env var ``name`` too (a key env chosen by the user, e.g. for compat)."""
-    _EXTRA_KEY_ENVS.add(name)
 
 
 def scrub(text: str) -> str:
     """Remove API keys from ``text``: values of key env vars and anything shaped like a key."""
-    names = set(KEY_ENVS) | _EXTRA_KEY_ENVS | {n for n in os.environ if _SECRET_ENV_NAME.search(n)}
+    names = set(key_envs()) | {n for n in os.environ if _SECRET_ENV_NAME.search(n)}
     # Longest first, so a key that contains another is removed whole.
     values = sorted({os.environ.get(n, "") for n in names}, key=len, reverse=True)
     for value in values:
@@ -142,6 +138,7 @@ def scrubbed(error: ProviderError, suffix: str = "") -> ProviderError:
         retryable=error.retryable,
         retry_after=error.retry_after,
         status=error.status,
+        reply=error.reply,
     )
 
 
