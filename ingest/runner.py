@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cache.parse import parse_answer, reading_columns
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
 from ingest.items import ImageCache, ImageItem, baseline_items, identify_images, image_error_key, progress_bar
 from ingest.manifest import ManifestError, ManifestRow
-from cache.parse import parse_answer
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
 from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry, scrub
@@ -197,7 +197,7 @@ class Runner:
             "prompt_sha256": self.prompt.sha256, "prompt_text": self.prompt.text,
             "image_sha256": item.sha256, "image_path": item.row.image_path,
             "modality": item.row.modality, "truth": item.row.truth, "source": item.row.source,
-            "repeat": task.repeat, "attempts": outcome.attempts if outcome else 0,
+            "repeat": task.repeat, "task": "detect", "attempts": outcome.attempts if outcome else 0,
             "latency_ms": outcome.latency_ms if outcome else None,
         }
         if error is None and outcome is not None and outcome.error is not None:
@@ -205,17 +205,16 @@ class Runner:
         if error is not None:
             return row | {"status": "error", "error_type": error[0], "error_message": error[1]}
         reply = outcome.reply
-        if reply.label is not None:
-            label, confidence, interpretation = reply.label, reply.confidence, reply.interpretation
+        if reply.label is not None:  # a local detector decided
+            reading = {"label": reply.label, "confidence": reply.confidence,
+                       "interpretation": reply.interpretation, "label_rule": "provider"}
         else:
-            parsed = parse_answer(reply.text, reply.finish_reason, reply.refusal)
-            label, confidence, interpretation = parsed.label, parsed.confidence, parsed.interpretation
+            reading = reading_columns(parse_answer(reply.text, reply.finish_reason, reply.refusal))
         cost = None
         if self.prices is not None:
             cost = self.prices.cost(provider.spec, reply.input_tokens, reply.output_tokens)
-        return row | {
+        return row | reading | {
             "status": "ok", "model_version": reply.model_version, "raw_text": reply.text,
-            "label": label, "confidence": confidence, "interpretation": interpretation,
             "finish_reason": reply.finish_reason, "input_tokens": reply.input_tokens,
             "output_tokens": reply.output_tokens, "cost_usd": cost,
         }
