@@ -92,8 +92,9 @@ def _run(root: str, signature: str, fn: Callable[[duckdb.DuckDBPyConnection], T]
     can remove them under it. Then the parts are listed again and a fresh snapshot answers.
     """
     for attempt in range(3):
-        cur = _connection(root, _GENERATIONS.get(root, 0), signature).cursor()
-        try:
+        cur = None
+        try:  # opening the snapshot reads the parts too: a part removed meanwhile fails here as well
+            cur = _connection(root, _GENERATIONS.get(root, 0), signature).cursor()
             return fn(cur)
         except (duckdb.IOException, duckdb.InvalidInputException):
             if attempt == 2:
@@ -101,7 +102,8 @@ def _run(root: str, signature: str, fn: Callable[[duckdb.DuckDBPyConnection], T]
             time.sleep(0.05 * (attempt + 1))
             signature = store_signature(root)
         finally:
-            cur.close()
+            if cur is not None:
+                cur.close()
     raise AssertionError("unreachable")
 
 
