@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--json", action="store_true", help="print a JSON list (one object per group)")
     _filter_args(metrics)
     sub.add_parser("compact", help="merge all parts into one (atomic swap)")
+    reparse = sub.add_parser("reparse", help="re-read every stored answer with the current parser (no model call)")
+    reparse.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")
+    reparse.add_argument("--batch-rows", type=int, default=100_000, help="answers per DuckDB batch")
+    reparse.add_argument("--workers", type=int, help="parser processes (default: one per core, at most 4)")
+    reparse.add_argument("--no-progress", action="store_true")
     export = sub.add_parser("export", help="write a self-contained bundle (.zip) of the selected rows")
     export.add_argument("out", type=Path, metavar="OUT.zip")
     _filter_args(export)
@@ -70,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: store {root} does not exist; run `python -m ingest run ... --store {root}` "
               "first, or pass --store DIR", file=sys.stderr)
         return 2
-    if args.command in ("import", "compact") and root.is_file():
+    writes = ("import", "compact", "reparse")
+    if args.command in writes and root.is_file():
         print(f"error: {root} is a file; `{args.command}` needs a store folder (--store DIR)", file=sys.stderr)
         return 2
     handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact, "export": cmd_export,
-               "import": cmd_import, "report": cmd_report, "methods": cmd_methods}[args.command]
+               "import": cmd_import, "report": cmd_report, "methods": cmd_methods,
+               "reparse": cmd_reparse}[args.command]
     try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
-        store = Store(root) if args.command in ("import", "compact") else open_store(root)
+        store = Store(root) if args.command in writes else open_store(root)
         code = handler(store, args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the boundary, not at exit
         return code
@@ -185,6 +192,18 @@ def format_metrics_table(groups: list[dict]) -> str:
 def cmd_compact(store: Store, args: argparse.Namespace) -> int:
     parts, rows = store.compact()
     print(f"compacted {parts} part(s) into 1: {rows} rows")
+    return 0
+
+
+def cmd_reparse(store: Store, args: argparse.Namespace) -> int:
+    from cache.reparse import format_result, reparse
+
+    if args.batch_rows < 1 or (args.workers is not None and args.workers < 1):
+        print("error: --batch-rows and --workers must be at least 1", file=sys.stderr)
+        return 2
+    result = reparse(store, dry_run=args.dry_run, rows_per_batch=args.batch_rows, workers=args.workers,
+                     progress=not args.no_progress)
+    print(format_result(result))
     return 0
 
 

@@ -62,8 +62,7 @@ def provenance(con: duckdb.DuckDBPyConnection, relation: str = "responses",
 
 def image_counts(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Distinct images per modality x truth x source among the selected rows."""
-    where, params = (filters or Filters()).where()
-    extra = ("AND " + where[len("WHERE "):]) if where else ""
+    extra, params = (filters or Filters()).clause()
     return _records(con, "SELECT modality, truth, coalesce(source, '') AS source, count(DISTINCT image_sha256) "
                          f"AS images FROM responses WHERE image_sha256 IS NOT NULL {extra} GROUP BY ALL "
                          "ORDER BY modality, truth, source", params)

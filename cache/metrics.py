@@ -13,16 +13,17 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
+from cache.filters import Filters
 from cache.schema import LABELS
+
+__all__ = ["Filters", "GROUP_BY", "group_metrics", "confusion_matrix", "compare_models", "wilson"]
 
 Z95 = 1.959963984540054
 GROUP_BY = ("model", "modality", "prompt_id")
-FILTER_COLUMNS = ("model", "modality", "prompt_id", "source", "truth")
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
@@ -38,29 +39,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float 
 
 def ratio(num: int, den: int) -> float | None:
     return num / den if den else None
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Selections shared by every surface. An empty list means 'all'."""
-
-    model: Sequence[str] = ()
-    modality: Sequence[str] = ()
-    prompt_id: Sequence[str] = ()
-    source: Sequence[str] = ()
-    truth: Sequence[str] = ()
-    outcome: Sequence[str] = field(default=())  # correct | wrong | abstained | error (row views only)
-
-    def where(self, *, with_outcome: bool = False) -> tuple[str, list[Any]]:
-        """SQL WHERE clause (starting with 'WHERE', or empty) and its parameters."""
-        clauses, params = [], []
-        columns = FILTER_COLUMNS + (("outcome",) if with_outcome else ())
-        for column in columns:
-            values = list(getattr(self, column))
-            if values:
-                clauses.append(f"coalesce({column}, '') IN ({', '.join('?' * len(values))})")
-                params.extend(values)
-        return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 METRICS_SQL = """
@@ -214,9 +192,7 @@ WHERE a.model = ? AND b.model = ? {extra}
 def paired_sql(filters: Filters | None = None) -> tuple[str, list[Any]]:
     """The pairs query (two models on the same image, prompt, repeat) and its filter parameters;
     its first two parameters are model_a and model_b. The model filter does not apply to pairs."""
-    narrowed = Filters(**{**(filters or Filters()).__dict__, "model": ()})
-    where, params = narrowed.where()
-    extra = where.replace("WHERE", "AND", 1).replace("coalesce(", "coalesce(a.") if where else ""
+    extra, params = (filters or Filters()).clause("a", exclude=("model",))
     return PAIRED_SQL.format(extra=extra), params
 
 

@@ -223,6 +223,16 @@ _Layout = tuple[list[int], list[int], dict[int, list[tuple[int, int]]], dict[int
 _REACH = 300  # characters: how far around a verdict term the rules look
 
 
+def reading_columns(parsed: ParsedAnswer) -> dict[str, Any]:
+    """The store columns (responses schema v2) that record a parser reading and how it was decided."""
+    start, end = parsed.span if parsed.span is not None else (None, None)
+    return {
+        "label": parsed.label, "confidence": parsed.confidence, "interpretation": parsed.interpretation,
+        "label_rule": parsed.rule, "label_span_start": start, "label_span_end": end,
+        "parser_version": PARSER_VERSION, "needs_review": parsed.needs_review,
+    }
+
+
 def parse_answer(
     text: str | None, finish_reason: str | None = None, refusal: str | None = None
 ) -> ParsedAnswer:

@@ -101,18 +101,17 @@ def matrix_html(model: str, modality: str, prompt_id: str, cm: dict[str, dict[st
 def matrices(con: duckdb.DuckDBPyConnection, filters: Filters, groups: list[dict[str, Any]]) -> list[str]:
     out = []
     for prompt_id in sorted({g["prompt_id"] for g in groups if g["n"]}):
-        per_prompt = Filters(model=filters.model, modality=filters.modality, prompt_id=[prompt_id])
-        for (model, modality), cm in confusion_matrix(con, per_prompt).items():
+        for (model, modality), cm in confusion_matrix(con, filters.narrowed(prompt_id=[prompt_id])).items():
             out.append(matrix_html(model, modality, prompt_id, cm))
     return out
 
 
-def comparisons(con: duckdb.DuckDBPyConnection, groups: list[dict[str, Any]]) -> str:
+def comparisons(con: duckdb.DuckDBPyConnection, filters: Filters, groups: list[dict[str, Any]]) -> str:
     rows = []
     for modality, prompt_id in sorted({(g["modality"], g["prompt_id"]) for g in groups if g["n"]}):
         models = sorted({g["model"] for g in groups if (g["modality"], g["prompt_id"]) == (modality, prompt_id) and g["n"]})
         for a, b in combinations(models, 2):
-            c = compare_models(con, a, b, Filters(modality=[modality], prompt_id=[prompt_id]))
+            c = compare_models(con, a, b, filters.narrowed(modality=[modality], prompt_id=[prompt_id]))
             kappa = "–" if c["kappa"] is None else f"{c['kappa']:.2f}"
             rows.append(f"<tr><td class=text>{esc(modality)}</td><td class=text>{esc(prompt_id)}</td>"
                         f"<td class=text>{esc(a)}</td><td class=text>{esc(b)}</td><td>{c['n_pairs']}</td>"
@@ -205,7 +204,7 @@ def build_report(store: Store, filters: Filters | None = None, gallery_limit: in
         "is the share answered real or synthetic; sensitivity and specificity (positive class: synthetic) "
         "are over answered images; 95% Wilson intervals.</p>" + metrics_table(groups)
         + "<h2>Confusion matrices</h2><p>Rows: truth; columns: the model's label; each cell: count and share "
-        f"of its row.</p><div class=matrices>{''.join(cms)}</div>" + comparisons(con, groups)
+        f"of its row.</p><div class=matrices>{''.join(cms)}</div>" + comparisons(con, filters, groups)
         + errors_table(con, filters)
         + f"<h2>Gallery</h2><p>{shown} of {total} image(s). ✓ correct, ✗ wrong or abstained.</p>"
         + f"<div class=gallery>{cards}</div><h2>Methods</h2><pre class=methods>{esc(methods)}</pre>"

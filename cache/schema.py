@@ -1,7 +1,9 @@
-"""Store schema (version 1) and the cache key.
+"""Store schema (version 2) and the cache key: the one declaration of tables, columns and vocabularies.
 
-The schema only grows: a later version may add columns, never rename or retype one. Readers use
-DuckDB's ``union_by_name`` so parts written under different versions read together.
+The schema only grows: a later version may add columns or tables, never rename or retype one. The
+views (``cache.views``) are built over the columns declared here, so a column that an older part
+lacks reads as NULL (``SCHEMA_HISTORY`` lists what each version added; the README's schema table is
+checked against ``TABLES`` by a test).
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: version -> what it added. Stores written by any listed version are read by this one.
+SCHEMA_HISTORY: dict[int, str] = {
+    1: "first release: the responses table",
+    2: "responses gain task, target_key, label_rule, label_span_start, label_span_end, parser_version, "
+       "needs_review, rating, batch_id, queued_ms; new tables readings and grades",
+}
 #: Bumped only when the meaning of a key changes; part of every key.
 KEY_VERSION = 1
 
@@ -21,8 +29,35 @@ ANSWERED_LABELS = ("real", "synthetic")
 TRUTHS = ("real", "synthetic")
 STATUSES = ("ok", "error")
 
-#: name -> (arrow type, description). Order is the column order of every part.
-COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+#: What a response row answers. NULL (schema v1 rows) reads as ``detect``.
+TASKS: dict[str, str] = {
+    "detect": "the study question: is this image real or synthetic, and what does it show",
+    "judge": "a judge model reading another answer's text into a label (never sees the image)",
+    "reader_training": "a human reader's answer in the training block (truth shown after; never scored)",
+}
+DEFAULT_TASK = "detect"
+
+#: How a label was decided: the rule of the parser, or who set it.
+LABEL_RULES: dict[str, str] = {
+    "refusal": "the API returned a refusal, or a safety/content filter stopped the answer",
+    "empty": "the answer had no text and no block reason",
+    "json": "a JSON object in the answer states the label",
+    "labelled_line": "a labelled line (\"Answer: Real\", \"**Classification:** Synthetic\")",
+    "opening": "the answer opens with a verdict word",
+    "prose": "the verdict was read from the prose, clause by clause",
+    "none": "no verdict was found in the text",
+    "provider": "a local detector decided the label itself",
+    "reader": "a human reader pressed Real or Synthetic",
+    "judge": "a judge model read the answer",
+    "reviewer": "a person reviewed the answer and set the label",
+}
+#: Who may set the label a metric uses, lowest authority first (the highest present wins; then the newest).
+AUTHORITIES = ("parser", "judge", "reviewer")
+#: Schema v1 rows have no label_rule; these providers decided their labels locally (never re-parsed).
+V1_LOCAL_PROVIDERS = ("baseline",)
+
+#: responses: name -> (arrow type, description). Order is the column order of every part.
+RESPONSE_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "key": (pa.string(), "sha256 of what changes the answer (see response_key)"),
     "schema_version": (pa.int32(), "store schema version of the row"),
     "run_id": (pa.string(), "id of the `ingest run` / `import` that wrote the row"),
@@ -53,9 +88,69 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "output_tokens": (pa.int64(), "completion tokens billed"),
     "cost_usd": (pa.float64(), "cost from the price table, if priced"),
     "latency_ms": (pa.float64(), "wall time of the successful (or last) call"),
+    # -- schema version 2 --
+    "task": (pa.string(), "detect | judge | reader_training (NULL: detect)"),
+    "target_key": (pa.string(), "judge rows: the key of the response judged"),
+    "label_rule": (pa.string(), "how label was decided (see LABEL_RULES)"),
+    "label_span_start": (pa.int32(), "start offset in raw_text of the span that decided the label"),
+    "label_span_end": (pa.int32(), "end offset (exclusive) of that span"),
+    "parser_version": (pa.string(), "version of the parser that read raw_text"),
+    "needs_review": (pa.bool_(), "the parser found conflicting verdicts, or none in a non-empty answer"),
+    "rating": (pa.int32(), "a reader's rating, 1 = definitely real ... 5 = definitely synthetic"),
+    "batch_id": (pa.string(), "provider batch that answered the call, if it went through a batch API"),
+    "queued_ms": (pa.float64(), "time from batch submission to the result, for batch calls"),
+}
+COLUMNS = RESPONSE_COLUMNS  # the responses table is "the store" for most code
+
+#: readings: later readings of a response (a reparse by a newer parser, a reviewer's label).
+READING_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "reading_id": (pa.string(), "unique id of the reading"),
+    "schema_version": (pa.int32(), "store schema version of the row"),
+    "key": (pa.string(), "key of the response read"),
+    "created_at": (pa.timestamp("us", tz="UTC"), "when the reading was made (UTC)"),
+    "authority": (pa.string(), "parser | reviewer (judge readings are task='judge' responses)"),
+    "label": (pa.string(), "real | synthetic | uncertain | refused | unparseable"),
+    "confidence": (pa.float64(), "stated confidence read from the answer, if any"),
+    "rule": (pa.string(), "how the label was decided (see LABEL_RULES)"),
+    "span_start": (pa.int32(), "start offset in raw_text of the deciding span"),
+    "span_end": (pa.int32(), "end offset (exclusive) of the deciding span"),
+    "parser_version": (pa.string(), "parser version (parser readings)"),
+    "needs_review": (pa.bool_(), "the rules were undecided: a person should look"),
+    "made_by": (pa.string(), "parser-<version>, or the reviewer's name"),
+    "note": (pa.string(), "the reviewer's note"),
+    "run_id": (pa.string(), "the reparse run or review session that wrote the reading"),
+    "raw_sha256": (pa.string(), "sha256 of the raw_text that was read"),
 }
 
-ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, (typ, _doc) in COLUMNS.items()])
+#: grades: a grader's ratings of one interpretation (blinded to model and truth).
+GRADE_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "grade_id": (pa.string(), "unique id of the grade"),
+    "schema_version": (pa.int32(), "store schema version of the row"),
+    "key": (pa.string(), "key of the response whose interpretation was graded"),
+    "created_at": (pa.timestamp("us", tz="UTC"), "when the grade was given (UTC)"),
+    "grader": (pa.string(), "the grader's name"),
+    "correctness": (pa.int32(), "1-5: how correct the interpretation is"),
+    "specificity": (pa.int32(), "1-5: 1 fits any image of the modality, 5 names findings unique to this image"),
+    "hallucinated": (pa.bool_(), "the interpretation names findings that are not there"),
+    "hallucination_count": (pa.int32(), "how many hallucinated findings"),
+    "note": (pa.string(), "the grader's note"),
+    "session_id": (pa.string(), "the grading session"),
+}
+
+#: table name -> columns; each table lives in <store>/<name>/part-*.parquet
+TABLES: dict[str, dict[str, tuple[pa.DataType, str]]] = {
+    "responses": RESPONSE_COLUMNS,
+    "readings": READING_COLUMNS,
+    "grades": GRADE_COLUMNS,
+}
+
+
+def arrow_schema(table: str = "responses") -> pa.Schema:
+    """The Arrow schema of one table, in declared column order."""
+    return pa.schema([pa.field(name, typ) for name, (typ, _doc) in TABLES[table].items()])
+
+
+ARROW_SCHEMA = arrow_schema("responses")
 
 
 def canonical_json(value: Any) -> str:

@@ -3,6 +3,8 @@
 Layout::
 
     <store>/responses/part-<utc>-<uuid>.parquet   one file per flush, never rewritten (but by compact)
+    <store>/readings/part-*.parquet               later readings of responses (reparse, reviewers)
+    <store>/grades/part-*.parquet                 interpretation grades
     <store>/thumbs/<image_sha256>.jpg             small metadata-free thumbnails
     <store>/runs/<run_id>.json                    run provenance: arguments, audit, summary
     <store>/prep_memo.parquet                     (path, size, mtime) -> prepared image sha256
@@ -28,7 +30,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache.schema import ARROW_SCHEMA, COLUMNS, SCHEMA_VERSION
+from cache.schema import SCHEMA_VERSION, TABLES, arrow_schema
 
 DEFAULT_STORE = Path("data/store")
 PARTS_GLOB = "responses/**/*.parquet"
@@ -46,16 +48,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def rows_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """Rows (dicts) to an Arrow table in schema v1; missing columns are null, unknown ones rejected."""
+def rows_to_table(rows: Iterable[Mapping[str, Any]], table: str = "responses") -> pa.Table:
+    """Rows (dicts) to an Arrow table of ``table`` in the current schema; missing columns are null,
+    unknown ones rejected."""
     rows = list(rows)
+    declared = TABLES[table]
     for row in rows:
-        unknown = set(row) - set(COLUMNS)
+        unknown = set(row) - set(declared)
         if unknown:
-            raise ValueError(f"unknown store column(s): {sorted(unknown)}")
-    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+            raise ValueError(f"unknown {table} column(s): {sorted(unknown)}")
+    columns = {name: [row.get(name) for row in rows] for name in declared}
     columns["schema_version"] = [SCHEMA_VERSION] * len(rows)
-    return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
+    return pa.Table.from_pydict(columns, schema=arrow_schema(table))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -86,27 +90,34 @@ class Store:
         self.thumbs_dir = self.root / "thumbs"
         self.runs_dir = self.root / "runs"
 
+    def table_dir(self, table: str = "responses") -> Path:
+        """The folder of one table's parts (``TABLES`` names the tables)."""
+        if table not in TABLES:
+            raise ValueError(f"unknown store table {table!r}")
+        return self.root / table
+
     # -- writing ---------------------------------------------------------------------------
-    def write_part(self, table: pa.Table) -> Path | None:
-        """Append one Parquet part (atomically). Returns its path, or None for an empty table."""
-        if table.num_rows == 0:
+    def write_part(self, data: pa.Table, table: str = "responses") -> Path | None:
+        """Append one Parquet part of ``table`` (atomically). Returns its path, or None when empty."""
+        if data.num_rows == 0:
             return None
-        self.responses_dir.mkdir(parents=True, exist_ok=True)
+        folder = self.table_dir(table)
+        folder.mkdir(parents=True, exist_ok=True)
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        final = self.responses_dir / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = self.responses_dir / f".{final.name}.tmp"  # outside the *.parquet glob
+        final = folder / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        tmp = folder / f".{final.name}.tmp"  # outside the *.parquet glob
         with open(tmp, "wb") as fh:
             # row groups of 122,880 (DuckDB's own size): one huge group is scanned on one thread
-            pq.write_table(table, fh, compression="zstd", row_group_size=122_880)
+            pq.write_table(data, fh, compression="zstd", row_group_size=122_880)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(self.responses_dir)
+        _fsync_dir(folder)
         return final
 
-    def append(self, rows: Iterable[Mapping[str, Any]]) -> Path | None:
-        """Append response rows as one part."""
-        return self.write_part(rows_to_table(rows))
+    def append(self, rows: Iterable[Mapping[str, Any]], table: str = "responses") -> Path | None:
+        """Append rows of ``table`` (default: responses) as one part."""
+        return self.write_part(rows_to_table(rows, table), table)
 
     def write_thumb(self, image_sha256: str, jpeg: bytes) -> None:
         path = self.thumbs_dir / f"{image_sha256}.jpg"
@@ -131,10 +142,12 @@ class Store:
         return sorted(out, key=lambda r: str(r.get("started_at", "")))
 
     # -- reading ---------------------------------------------------------------------------
-    def part_paths(self) -> list[Path]:
-        if not self.responses_dir.exists():
+    def part_paths(self, table: str = "responses") -> list[Path]:
+        """The Parquet parts of ``table``, sorted by name (oldest first)."""
+        folder = self.table_dir(table)
+        if not folder.exists():
             return []
-        return sorted(self.responses_dir.rglob("*.parquet"))
+        return sorted(folder.rglob("*.parquet"))
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the store's views (see cache.views)."""

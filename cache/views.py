@@ -1,15 +1,25 @@
 """Named DuckDB views over the store: the queries the dashboard, the CLI and the report share.
 
-- ``responses``: every row ever written (ok and error), all parts, ``union_by_name``.
-- ``results``: the latest ``ok`` row per key, with ``answered``, ``correct`` and ``outcome``
-  (correct | wrong | abstained). This is what metrics use (DESIGN: labels and metrics). Keys are
-  unique almost always, so only keys seen twice go through the window (it was ~96% of a metrics
-  query over 10^6 rows); the CTEs are NOT MATERIALIZED, else DuckDB copies every column (RSS 1.6 GB).
-- ``failures``: the latest ``error`` row of each key that has no ``ok`` row: the errors still open.
-  An unreadable image (``error_type`` ``image_*``) has a key of its own (provider ``image_error`` +
-  path), never the key of the real call, so it is closed instead by an ``ok`` row for the same
-  (model, prompt_id, image_path, repeat); call errors keep the plain hash anti-join on ``key``. Plain
-  correlated NOT EXISTS on ``responses`` (no CTE: a CTE here blocked projection pushdown, 2-4x slower).
+- ``responses``, ``readings``, ``grades``: every row of each table, with exactly the columns that
+  ``cache.schema.TABLES`` declares, in that order. A column that no part holds (a store written
+  before that column existed) reads as NULL; a column no version declares is left out. So stores
+  outlive versions: the views never fail with "Referenced column not found".
+- ``answers``: the latest ``ok`` ``detect`` row per key, exactly as stored.
+- ``results``: ``answers`` with each label as read now:
+  the newest reading of the highest authority (reviewer > judge > parser; the row's own label is
+  the parser's reading at ingest time, and ``cache reparse`` adds newer parser readings). Adds
+  ``label_source`` (parser | provider | reader | judge | reviewer), ``label_by``, ``label_rule``,
+  ``label_span_start/_end``, ``needs_review`` (the parser was undecided, or parser and judge
+  disagree, and no reviewer has settled it), ``parser_label``, ``judge_label``, ``judge_model``,
+  ``reviewer_label``, and ``answered``, ``correct``, ``outcome`` (correct | wrong | abstained) from
+  the label. This is what metrics use (DESIGN: labels and metrics). The row's stored ``label`` is
+  kept as ``stored_label``. Keys are unique almost always, so only keys seen twice go through the
+  window (it was ~96% of a metrics query over 10^6 rows); the CTEs are NOT MATERIALIZED, else
+  DuckDB copies every column (RSS 1.6 GB).
+- ``failures``: the latest ``error`` row of each ``detect`` key that has no ``ok`` row: the errors
+  still open. An unreadable image (``error_type`` ``image_*``) has a key of its own (provider
+  ``image_error`` + path), never the key of the real call, so it is closed instead by an ``ok`` row
+  for the same (model, prompt_id, image_path, repeat); call errors keep the plain anti-join on key.
 
 A connection is a snapshot of the parts present when it was made (see ``install_views``): reconnect
 to see what a running ingest wrote since.
@@ -21,35 +31,115 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from cache.schema import ARROW_SCHEMA
+from cache.schema import AUTHORITIES, DEFAULT_TASK, TABLES, V1_LOCAL_PROVIDERS, arrow_schema
 
 if TYPE_CHECKING:
     from cache.store import Store
 
-RESULTS_SQL = """
+_TASK = f"coalesce(task, '{DEFAULT_TASK}')"
+_LOCAL_V1 = ", ".join(f"'{p}'" for p in V1_LOCAL_PROVIDERS)
+_RANK = {name: rank for rank, name in enumerate(AUTHORITIES, start=1)}
+
+DUP_KEYS_SQL = f"""
+CREATE OR REPLACE TABLE _dup_keys AS
+SELECT key FROM responses WHERE status = 'ok' AND {_TASK} = '{DEFAULT_TASK}' GROUP BY key HAVING count(*) > 1
+"""
+
+# Every reading of a key: parser readings (reparse), judge answers (task judge), reviewers' labels.
+READINGS_SQL = f"""
+CREATE OR REPLACE TABLE _readings AS
+WITH r AS (
+  SELECT key, {_RANK['parser']} AS rank, created_at, label, confidence, rule, span_start, span_end,
+         needs_review, coalesce(made_by, 'parser-' || parser_version) AS made_by
+  FROM readings WHERE authority = 'parser'
+  UNION ALL
+  SELECT target_key, {_RANK['judge']}, created_at, label, confidence, 'judge', NULL, NULL, needs_review, model
+  FROM responses WHERE task = 'judge' AND status = 'ok' AND target_key IS NOT NULL
+  UNION ALL
+  SELECT key, {_RANK['reviewer']}, created_at, label, NULL, 'reviewer', NULL, NULL, false, made_by
+  FROM readings WHERE authority = 'reviewer'
+)
+SELECT key,
+       arg_max({{'rank': rank, 'created_at': created_at, 'label': label, 'confidence': confidence,
+                 'rule': rule, 'span_start': span_start, 'span_end': span_end,
+                 'needs_review': needs_review, 'made_by': made_by}}, (rank, created_at)) AS best,
+       arg_max({{'created_at': created_at, 'label': label, 'confidence': confidence, 'rule': rule,
+                 'span_start': span_start, 'span_end': span_end, 'needs_review': needs_review, 'made_by': made_by}},
+               created_at) FILTER (WHERE rank = {_RANK['parser']}) AS parser,
+       arg_max(label, created_at) FILTER (WHERE rank = {_RANK['judge']}) AS judge_label,
+       arg_max(made_by, created_at) FILTER (WHERE rank = {_RANK['judge']}) AS judge_model,
+       arg_max(label, created_at) FILTER (WHERE rank = {_RANK['reviewer']}) AS reviewer_label
+FROM r GROUP BY key
+"""
+
+# The row's own reading (ingest time), and who made it.
+_OWN_SOURCE = (f"CASE WHEN o.label_rule IN ('provider', 'reader') THEN o.label_rule "
+               f"WHEN o.label_rule IS NULL AND o.provider IN ({_LOCAL_V1}) THEN 'provider' ELSE 'parser' END")
+_OWN_BY = f"coalesce('parser-' || o.parser_version, {_OWN_SOURCE})"
+_OWN_REVIEW = "coalesce(o.needs_review, false)"
+
+
+def results_sql(with_readings: bool = True) -> str:
+    """The ``results`` view. Without any reading in the store (the common case) the label columns
+    come from the row alone: no join, no per-row CASE over readings (a tenth of the overview query)."""
+    if with_readings:
+        reparsed = "(p.parser IS NOT NULL AND p.parser.created_at >= o.created_at)"
+        parser_label = f"CASE WHEN {reparsed} THEN p.parser.label ELSE o.label END"
+        parser_review = f"CASE WHEN {reparsed} THEN p.parser.needs_review ELSE {_OWN_REVIEW} END"
+        over = f"(p.best.rank > {_RANK['parser']} OR {reparsed})"
+
+        def pick(field: str, own: str) -> str:
+            return f"CASE WHEN {over} THEN p.best.{field} ELSE {own} END"
+
+        source = (f"CASE WHEN p.best.rank = {_RANK['reviewer']} THEN 'reviewer' WHEN p.best.rank = "
+                  f"{_RANK['judge']} THEN 'judge' WHEN {reparsed} THEN 'parser' ELSE {_OWN_SOURCE} END")
+        review = (f"p.reviewer_label IS NULL AND ({parser_review} OR (p.judge_label IS NOT NULL "
+                  f"AND p.judge_label IS DISTINCT FROM {parser_label}))")
+        others, join = "p.judge_label, p.judge_model, p.reviewer_label", "LEFT JOIN _readings p USING (key)"
+    else:
+        parser_label, review, source, join = "o.label", _OWN_REVIEW, _OWN_SOURCE, ""
+
+        def pick(field: str, own: str) -> str:
+            return own
+
+        others = "NULL::VARCHAR AS judge_label, NULL::VARCHAR AS judge_model, NULL::VARCHAR AS reviewer_label"
+    return f"""
 CREATE OR REPLACE VIEW results AS
-WITH ok AS NOT MATERIALIZED (SELECT * FROM responses WHERE status = 'ok')
+WITH read AS NOT MATERIALIZED (
+  SELECT o.* REPLACE (
+           {pick('label', 'o.label')} AS label,
+           {pick('confidence', 'o.confidence')} AS confidence,
+           {pick('rule', 'o.label_rule')} AS label_rule,
+           {pick('span_start', 'o.label_span_start')} AS label_span_start,
+           {pick('span_end', 'o.label_span_end')} AS label_span_end,
+           {review} AS needs_review),
+         o.label AS stored_label, {source} AS label_source, {pick('made_by', _OWN_BY)} AS label_by,
+         {parser_label} AS parser_label, {others}
+  FROM answers o {join})
 SELECT *,
        label IN ('real', 'synthetic') AS answered,
        label = truth AS correct,
        CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
             WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
-FROM (SELECT * FROM ok ANTI JOIN _dup_keys USING (key)
-      UNION ALL
-      (SELECT * FROM ok SEMI JOIN _dup_keys USING (key)
-       QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1))
+FROM read
 """
 
-DUP_KEYS_SQL = """
-CREATE OR REPLACE TABLE _dup_keys AS
-SELECT key FROM responses WHERE status = 'ok' GROUP BY key HAVING count(*) > 1
+
+# The latest ok answer per key, exactly as stored (no later reading applied): what `reparse` re-reads.
+ANSWERS_SQL = f"""
+CREATE OR REPLACE VIEW answers AS
+WITH ok AS NOT MATERIALIZED (SELECT * FROM responses WHERE status = 'ok' AND {_TASK} = '{DEFAULT_TASK}')
+SELECT * FROM ok ANTI JOIN _dup_keys USING (key)
+UNION ALL
+(SELECT * FROM ok SEMI JOIN _dup_keys USING (key)
+ QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DESC) = 1)
 """
 
-FAILURES_SQL = """
+FAILURES_SQL = f"""
 CREATE OR REPLACE VIEW failures AS
 SELECT *, 'error' AS outcome
 FROM (SELECT * FROM responses r
-      WHERE status = 'error' AND NOT starts_with(coalesce(error_type, ''), 'image_')
+      WHERE status = 'error' AND {_TASK} = '{DEFAULT_TASK}' AND NOT starts_with(coalesce(error_type, ''), 'image_')
         AND NOT EXISTS (SELECT 1 FROM responses o WHERE o.status = 'ok' AND o.key = r.key)
       UNION ALL
       SELECT * FROM responses e
@@ -60,26 +150,51 @@ QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC, run_id DES
 """
 
 
-def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    """Create ``responses``, ``results`` and ``failures`` on ``con`` for ``store``.
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
-    The connection is a snapshot: ``responses`` reads the parts present now (an explicit file
-    list, not the glob), and the keys with more than one ``ok`` row among them are found once,
-    here, into ``_dup_keys`` (a plain table, so the connection's cursors share it). Metrics then
-    skip the per-query dedup over every key (0.37 s -> 0.15 s at 10^6 rows). Reconnect to see
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_view_sql(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> str:
+    """``SELECT`` of every declared column of ``table`` from ``files``: present columns cast to the
+    declared type when they differ, absent ones as typed NULLs, undeclared ones left out."""
+    source = f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
+    present = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    empty = f"_empty_{table}"
+    con.register(empty, arrow_schema(table).empty_table())
+    declared = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {empty}").fetchall()}
+    columns = []
+    for name, kind in declared.items():
+        if name not in present:
+            columns.append(f"NULL::{kind} AS {_ident(name)}")
+        elif present[name] != kind:
+            columns.append(f"TRY_CAST({_ident(name)} AS {kind}) AS {_ident(name)}")
+        else:
+            columns.append(_ident(name))
+    return f"SELECT {', '.join(columns)} FROM {source}"
+
+
+def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """Create the table views, ``results`` and ``failures`` on ``con`` for ``store``.
+
+    The connection is a snapshot: each table view reads the parts present now (an explicit file
+    list, not the glob); the keys with more than one ``ok`` row among them, and every reading per
+    key, are found once, here, into plain tables (so the connection's cursors share them). Metrics
+    then skip a per-query dedup over every key (0.37 s -> 0.15 s at 10^6 rows). Reconnect to see
     parts written later; a part removed by ``compact`` makes the old snapshot raise IOException.
     """
-    parts = store.part_paths()
-    if parts:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
-        con.execute(
-            f"CREATE OR REPLACE VIEW responses AS "
-            f"SELECT * FROM read_parquet([{files}], union_by_name=true)"
-        )
-    else:
-        empty = ARROW_SCHEMA.empty_table()
-        con.register("_empty_responses", empty)
-        con.execute("CREATE OR REPLACE VIEW responses AS SELECT * FROM _empty_responses")
+    for table in TABLES:
+        parts = [str(p) for p in store.part_paths(table)]
+        if parts:
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS {table_view_sql(con, table, parts)}")
+        else:
+            con.register(f"_empty_{table}", arrow_schema(table).empty_table())
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
     con.execute(DUP_KEYS_SQL)
-    con.execute(RESULTS_SQL)
+    con.execute(READINGS_SQL)
+    con.execute(ANSWERS_SQL)
+    con.execute(results_sql(with_readings=con.execute("SELECT count(*) FROM _readings").fetchone()[0] > 0))
     con.execute(FAILURES_SQL)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlencode
 
-from cache.metrics import Filters
+from cache.filters import OUTCOMES, Filters  # noqa: F401 (OUTCOMES: re-exported for the sidebar)
+from cache.schema import TRUTHS  # noqa: F401 (re-exported)
 
 #: Filters field -> query parameter name (order = sidebar order).
 PARAMS: dict[str, str] = {
@@ -20,8 +21,6 @@ PARAMS: dict[str, str] = {
     "truth": "truth",
     "outcome": "outcome",
 }
-OUTCOMES = ("correct", "wrong", "abstained", "error")
-TRUTHS = ("real", "synthetic")
 
 
 def _values(raw: str | Iterable[str] | None) -> list[str]:
@@ -52,13 +51,13 @@ def params_from_filters(filters: Filters) -> dict[str, list[str]]:
 
 
 def normalise(filters: Filters) -> Filters:
-    """The same filters with tuples (hashable: usable as a cache key)."""
-    return Filters(**{field: tuple(getattr(filters, field)) for field in PARAMS})
+    """The same filters (a Filters holds tuples already: hashable, usable as a cache key)."""
+    return Filters(**{field: getattr(filters, field) for field in PARAMS})
 
 
 def without(filters: Filters, *fields: str) -> Filters:
     """``filters`` with the given fields cleared (e.g. the model filter on the Compare page)."""
-    return Filters(**{f: () if f in fields else tuple(getattr(filters, f)) for f in PARAMS})
+    return filters.without(*fields)
 
 
 def query_string(params: Mapping[str, str | Sequence[str]]) -> str:

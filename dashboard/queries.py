@@ -92,8 +92,9 @@ def _run(root: str, signature: str, fn: Callable[[duckdb.DuckDBPyConnection], T]
     can remove them under it. Then the parts are listed again and a fresh snapshot answers.
     """
     for attempt in range(3):
-        cur = _connection(root, _GENERATIONS.get(root, 0), signature).cursor()
-        try:
+        cur = None
+        try:  # opening the snapshot reads the parts too: a part removed meanwhile fails here as well
+            cur = _connection(root, _GENERATIONS.get(root, 0), signature).cursor()
             return fn(cur)
         except (duckdb.IOException, duckdb.InvalidInputException):
             if attempt == 2:
@@ -101,17 +102,13 @@ def _run(root: str, signature: str, fn: Callable[[duckdb.DuckDBPyConnection], T]
             time.sleep(0.05 * (attempt + 1))
             signature = store_signature(root)
         finally:
-            cur.close()
+            if cur is not None:
+                cur.close()
     raise AssertionError("unreachable")
 
 
 def _df(root: str, signature: str, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
     return _run(root, signature, lambda cur: cur.execute(sql, params or []).df())
-
-
-def _and(where: str) -> str:
-    """A WHERE clause from Filters.where() turned into an AND continuation."""
-    return where.replace("WHERE", "AND", 1) if where else ""
 
 
 # -- store-level -------------------------------------------------------------------------------
@@ -234,10 +231,10 @@ def gallery_page(root: str, signature: str, filters: Filters, wrong_only: bool, 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def gallery_answers(root: str, signature: str, filters: Filters, shas: tuple[str, ...]) -> pd.DataFrame:
     """The matching answers (and open errors) for the images on one gallery page."""
-    where, params = filters.where(with_outcome=True)
+    extra, params = filters.clause(with_outcome=True)
     return _df(root, signature,
                f"SELECT image_sha256, model, prompt_id, repeat, status, label, outcome, correct, "
-               f"interpretation, error_type FROM {ROWS} WHERE list_contains(?, image_sha256) {_and(where)} "
+               f"interpretation, error_type FROM {ROWS} WHERE list_contains(?, image_sha256) {extra} "
                f"ORDER BY model, prompt_id, repeat", [list(shas), *params])
 
 
@@ -253,11 +250,12 @@ def image_detail(root: str, signature: str, image_sha256: str) -> pd.DataFrame:
 def error_types(root: str, signature: str, filters: Filters) -> pd.DataFrame:
     """Per model and error type: error rows ever written, keys affected, still open, latest message."""
     where, params = filters.where()
+    extra, _ = filters.clause()
     return _df(root, signature, f"""
         WITH e AS (SELECT model, coalesce(error_type, '(none)') AS error_type, count(*) AS error_rows,
                           count(DISTINCT key) AS keys_affected, max(created_at) AS latest_at,
                           arg_max(error_message, created_at) AS latest_message
-                   FROM responses WHERE status = 'error' {_and(where)} GROUP BY ALL),
+                   FROM responses WHERE status = 'error' {extra} GROUP BY ALL),
              o AS (SELECT model, coalesce(error_type, '(none)') AS error_type, count(*) AS still_open
                    FROM failures {where} GROUP BY ALL)
         SELECT e.model, e.error_type, e.error_rows, e.keys_affected, coalesce(o.still_open, 0) AS still_open,
@@ -267,9 +265,9 @@ def error_types(root: str, signature: str, filters: Filters) -> pd.DataFrame:
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def latest_errors(root: str, signature: str, filters: Filters, limit: int = 20) -> pd.DataFrame:
-    where, params = filters.where()
+    extra, params = filters.clause()
     return _df(root, signature, f"SELECT created_at, model, error_type, error_message, attempts, image_path, run_id "
-                                f"FROM responses WHERE status = 'error' {_and(where)} "
+                                f"FROM responses WHERE status = 'error' {extra} "
                                 f"ORDER BY created_at DESC LIMIT ?", [*params, limit])
 
 
@@ -304,9 +302,9 @@ def latency_stats(root: str, signature: str, filters: Filters) -> pd.DataFrame:
 def latency_histogram(root: str, signature: str, filters: Filters, bins: int = 40) -> pd.DataFrame:
     """Binned latency counts per model (bins from the minimum to the 99th percentile; the tail is
     counted in the last bin)."""
-    where, params = filters.where()
+    extra, params = filters.clause()
     return _df(root, signature, f"""
-        WITH r AS (SELECT model, latency_ms AS x FROM results WHERE latency_ms IS NOT NULL {_and(where)}),
+        WITH r AS (SELECT model, latency_ms AS x FROM results WHERE latency_ms IS NOT NULL {extra}),
              b AS (SELECT min(x) AS lo, greatest((quantile_cont(x, 0.99) - min(x)) / ?, 1e-9) AS w FROM r),
              h AS (SELECT model, least(floor((x - lo) / w), ? - 1)::INTEGER AS bin, count(*) AS count
                    FROM r, b GROUP BY ALL)
@@ -362,7 +360,7 @@ def finding_terms(root: str, signature: str, filters: Filters, modality: str) ->
     fam = vocab.family(modality)
     if fam is None:
         return pd.DataFrame()
-    where, params = Filters(**{**filters.__dict__, "modality": (modality,)}).where()
+    where, params = filters.narrowed(modality=(modality,)).where()
     counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(txt, {_literal(p)}, 'i')) AS {_identifier(name)}"
                        for name, p in vocab.FINDINGS[fam].items())
     return _df(root, signature, f"SELECT model, count(*) AS answers, {counts} FROM "

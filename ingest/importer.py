@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cache.parse import parse_answer, reading_columns
 from cache.schema import canonical_json, response_key
 from cache.store import Store, utcnow
-from cache.parse import parse_answer
 from ingest.prompts import Prompt
 
 
@@ -113,9 +113,8 @@ def build_import_rows(
             "prompt_id": prompt.id, "prompt_sha256": prompt.sha256, "prompt_text": prompt.text,
             "image_sha256": item.sha256, "image_path": item.row.image_path,
             "modality": item.row.modality, "truth": item.row.truth, "source": item.row.source,
-            "repeat": repeat, "status": "ok", "attempts": 0, "raw_text": answer.response,
-            "label": parsed.label, "confidence": parsed.confidence,
-            "interpretation": parsed.interpretation,
+            "repeat": repeat, "task": "detect", "status": "ok", "attempts": 0, "raw_text": answer.response,
+            **reading_columns(parsed),
         })
     return rows
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cache.parse import parse_answer
+from cache.parse import parse_answer, reading_columns
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
@@ -197,7 +197,7 @@ class Runner:
             "prompt_sha256": self.prompt.sha256, "prompt_text": self.prompt.text,
             "image_sha256": item.sha256, "image_path": item.row.image_path,
             "modality": item.row.modality, "truth": item.row.truth, "source": item.row.source,
-            "repeat": task.repeat, "attempts": outcome.attempts if outcome else 0,
+            "repeat": task.repeat, "task": "detect", "attempts": outcome.attempts if outcome else 0,
             "latency_ms": outcome.latency_ms if outcome else None,
         }
         if error is None and outcome is not None and outcome.error is not None:
@@ -207,15 +207,12 @@ class Runner:
             paid = outcome.error.reply if outcome is not None and outcome.error is not None else None
             return row | (self._usage(provider, paid) if paid is not None else {})  # e.g. truncated: it cost
         reply = outcome.reply
-        if reply.label is not None:
-            label, confidence, interpretation = reply.label, reply.confidence, reply.interpretation
+        if reply.label is not None:  # a local detector decided
+            reading = {"label": reply.label, "confidence": reply.confidence,
+                       "interpretation": reply.interpretation, "label_rule": "provider"}
         else:
-            parsed = parse_answer(reply.text, reply.finish_reason, reply.refusal)
-            label, confidence, interpretation = parsed.label, parsed.confidence, parsed.interpretation
-        return row | self._usage(provider, reply) | {
-            "status": "ok", "raw_text": reply.text,
-            "label": label, "confidence": confidence, "interpretation": interpretation,
-        }
+            reading = reading_columns(parse_answer(reply.text, reply.finish_reason, reply.refusal))
+        return row | reading | self._usage(provider, reply) | {"status": "ok", "raw_text": reply.text}
 
     def _usage(self, provider: Provider, reply: Any) -> dict[str, Any]:
         """What a reply reported and cost (also for an error reply that was paid for)."""

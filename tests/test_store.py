@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from cache.schema import ARROW_SCHEMA, SCHEMA_VERSION, response_key
+from cache.schema import ARROW_SCHEMA, COLUMNS, SCHEMA_VERSION, response_key
 from cache.store import Store, StoreWriter, resolve_store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -62,7 +62,7 @@ def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path,
     table = pq.read_table(path)
     assert table.schema.equals(ARROW_SCHEMA)
     assert table.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
-    with pytest.raises(ValueError, match="unknown store column"):
+    with pytest.raises(ValueError, match="unknown responses column"):
         store.append([dict(row(3), api_key="secret")])
 
 
@@ -133,7 +133,7 @@ def test_resolve_store_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 WINDOW_RESULTS = """
-SELECT *, label IN ('real', 'synthetic') AS answered, label = truth AS correct,
+SELECT * REPLACE (coalesce(needs_review, false) AS needs_review), label IN ('real', 'synthetic') AS answered, label = truth AS correct,
        CASE WHEN label NOT IN ('real', 'synthetic') THEN 'abstained'
             WHEN label = truth THEN 'correct' ELSE 'wrong' END AS outcome
 FROM responses WHERE status = 'ok'
@@ -150,7 +150,8 @@ def test_results_view_equals_a_plain_window_dedup(tmp_path: Path) -> None:
     for round_ in range(2):
         con = store.connect()
         expected = con.execute(WINDOW_RESULTS + " ORDER BY key").fetchall()
-        cur = con.execute("SELECT * FROM results ORDER BY key")
+        columns = ", ".join(f'"{c}"' for c in [*COLUMNS, "answered", "correct", "outcome"])
+        cur = con.execute(f"SELECT {columns} FROM results ORDER BY key")
         assert cur.fetchall() == expected and len(expected) == 30
         assert dict(con.execute("SELECT key, label FROM results").fetchall())["k5"] == "real"
         if round_ == 0:

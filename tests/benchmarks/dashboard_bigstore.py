@@ -90,8 +90,13 @@ def _part(rng: np.random.Generator, start: int, count: int, n_images: int, run_i
         "output_tokens": rng.integers(80, 200, count),
         "cost_usd": rng.random(count) * 0.01,
         "latency_ms": rng.lognormal(7, 0.5, count),
+        "task": ["detect"] * count,
+        "label_rule": np.where(ok, "prose", None).tolist(),
+        "parser_version": np.where(ok, "2", None).tolist(),
+        "needs_review": np.zeros(count, dtype=bool),
     }
-    return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
+    # the columns a run fills; the others (reader ratings, batch ids, ...) are absent, as in a real store
+    return pa.Table.from_pydict(columns, schema=pa.schema([f for f in ARROW_SCHEMA if f.name in columns]))
 
 
 def generate_store(root: Path, n_rows: int = 1_000_000, part_rows: int = 50_000, seed: int = 7) -> int:
