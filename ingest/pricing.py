@@ -4,6 +4,11 @@
 a call still to make (``--dry-run``, ``--budget``) from the prompt length and the image size. The
 table's header comment documents the columns and the image-token rules; the prices in it are as
 published on the date in each row and must be checked before use.
+
+Batch calls (``ingest run --batch``) are priced from a row's ``batch_input_per_mtok`` /
+``batch_output_per_mtok``; a row that leaves them empty gets the provider's batch factor (its
+registry entry's ``PriceRule.batch_factor``, 0.5 for OpenAI and Gemini) times the online price.
+``BatchPrices`` is the table seen by a batch run: the same interface, batch prices.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ingest.providers.registry import PriceRule, get
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "prices.csv"
 ENV_PATH = "MEDLENS_PRICES"
 REQUIRED = ("model", "input_per_mtok", "output_per_mtok")
+BATCH_COLUMNS = ("batch_input_per_mtok", "batch_output_per_mtok")  # optional, both or neither
 #: Message framing around the prompt text (role markers etc.), in tokens.
 PROMPT_OVERHEAD_TOKENS = 10
 
@@ -44,6 +50,8 @@ class Price:
     image_tokens: str = ""
     updated: str = ""
     notes: str = ""
+    batch_input_per_mtok: float | None = None  # None: the provider's batch factor x the online price
+    batch_output_per_mtok: float | None = None
 
 
 def image_tokens(rule: str, width: int, height: int, detail: str = "high") -> int:
@@ -121,17 +129,31 @@ class PriceTable:
         matches = [key for key in self.prices for name in names if name.startswith(key + "-")]
         return self.prices[max(matches, key=len)] if matches else None
 
-    def cost(self, spec: ModelSpec, input_tokens: int | None, output_tokens: int | None) -> float | None:
-        """USD for one call; None when the model is unpriced or no usage was reported;
-        0.0 for models of a provider that is free unless priced, without a row of their own."""
+    def rates(self, spec: ModelSpec, *, batch: bool = False) -> tuple[float, float] | None:
+        """USD per million (input, output) tokens for ``spec``, online or in a batch; None when
+        unpriced (a batch price is unknown when the row has none and the provider no batch factor)."""
         price = self.lookup(spec)
         if price is None:
-            return 0.0 if price_rule(spec).free_unless_priced else None
+            return None
+        if not batch:
+            return price.input_per_mtok, price.output_per_mtok
+        if price.batch_input_per_mtok is not None and price.batch_output_per_mtok is not None:
+            return price.batch_input_per_mtok, price.batch_output_per_mtok
+        factor = price_rule(spec).batch_factor
+        return None if factor is None else (price.input_per_mtok * factor, price.output_per_mtok * factor)
+
+    def cost(
+        self, spec: ModelSpec, input_tokens: int | None, output_tokens: int | None, *, batch: bool = False
+    ) -> float | None:
+        """USD for one call (``batch``: answered through a provider batch API); None when the model
+        is unpriced or no usage was reported; 0.0 for models of a provider that is free unless
+        priced, without a row of their own."""
+        rates = self.rates(spec, batch=batch)
+        if rates is None:
+            return 0.0 if self.lookup(spec) is None and price_rule(spec).free_unless_priced else None
         if input_tokens is None and output_tokens is None:
             return None
-        return (
-            (input_tokens or 0) * price.input_per_mtok + (output_tokens or 0) * price.output_per_mtok
-        ) / 1e6
+        return ((input_tokens or 0) * rates[0] + (output_tokens or 0) * rates[1]) / 1e6
 
     def estimate(
         self,
@@ -141,6 +163,8 @@ class PriceTable:
         height: int,
         detail: str = "high",
         expected_output_tokens: int = 300,
+        *,
+        batch: bool = False,
     ) -> float | None:
         """Estimated USD of one call still to make: prompt ~ len/4 tokens + framing, the image by
         its rule, ``expected_output_tokens`` of answer. None when unpriced."""
@@ -151,15 +175,36 @@ class PriceTable:
         image_rule = price.image_tokens or rule.image_tokens
         tokens_in = math.ceil(len(prompt_text) / 4) + PROMPT_OVERHEAD_TOKENS
         tokens_in += image_tokens(image_rule, width, height, detail)
-        return self.cost(spec, tokens_in, expected_output_tokens)
+        return self.cost(spec, tokens_in, expected_output_tokens, batch=batch)
 
     def describe(self) -> list[str]:
         """One line per priced model, for ``python -m ingest models``."""
         return [
             f"{p.model:<24} in ${p.input_per_mtok:>7.3f}  out ${p.output_per_mtok:>7.3f}"
+            + (
+                f"  batch in ${p.batch_input_per_mtok:.4g} out ${p.batch_output_per_mtok:.4g}"
+                if p.batch_input_per_mtok is not None and p.batch_output_per_mtok is not None
+                else ""
+            )
             + (f"  (as published {p.updated}; check before use)" if p.updated else "")
             for p in self.prices.values()
         ]
+
+
+class BatchPrices:
+    """A price table that prices every call at its batch price (what a ``--batch`` run pays)."""
+
+    def __init__(self, table: PriceTable):
+        self.table = table
+
+    def lookup(self, spec: ModelSpec) -> Price | None:
+        return self.table.lookup(spec)
+
+    def cost(self, spec: ModelSpec, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        return self.table.cost(spec, input_tokens, output_tokens, batch=True)
+
+    def estimate(self, spec: ModelSpec, prompt_text: str, width: int, height: int, **kw: object) -> float | None:
+        return self.table.estimate(spec, prompt_text, width, height, batch=True, **kw)  # type: ignore[arg-type]
 
 
 def _read_rows(handle: Iterator[str], path: Path) -> Iterator[tuple[str, Price]]:
@@ -197,9 +242,12 @@ def _price(row: dict[str, str], where: str) -> Price:
     model = row.get("model", "")
     if not model:
         raise ValueError(f"{where}, column 'model': empty model name")
-    numbers = {}
-    for column in ("input_per_mtok", "output_per_mtok"):
+    numbers: dict[str, float | None] = {}
+    for column in ("input_per_mtok", "output_per_mtok", *BATCH_COLUMNS):
         text = row.get(column, "")
+        if column in BATCH_COLUMNS and not text:
+            numbers[column] = None
+            continue
         try:
             numbers[column] = float(text)
         except ValueError:
@@ -208,6 +256,8 @@ def _price(row: dict[str, str], where: str) -> Price:
             raise ValueError(
                 f"{where}, column {column!r}: {text!r} is not a price (USD per million tokens, e.g. 2.50)"
             )
+    if (numbers["batch_input_per_mtok"] is None) != (numbers["batch_output_per_mtok"] is None):
+        raise ValueError(f"{where}, columns {', '.join(BATCH_COLUMNS)}: give both batch prices or neither")
     rule = row.get("image_tokens", "")
     try:
         _check_rule(rule)
@@ -223,4 +273,6 @@ def _price(row: dict[str, str], where: str) -> Price:
         rule,
         updated=row.get("updated", ""),
         notes=row.get("notes", ""),
+        batch_input_per_mtok=numbers["batch_input_per_mtok"],
+        batch_output_per_mtok=numbers["batch_output_per_mtok"],
     )

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cache.parse import parse_answer, reading_columns
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
@@ -27,6 +26,7 @@ from ingest.manifest import ManifestError, ManifestRow
 from ingest.prompts import Prompt
 from ingest.providers.base import CallRequest, Provider
 from ingest.providers.retry import CallOutcome, RateLimiter, call_with_retry, scrub
+from ingest.rows import CallMeta, response_row
 
 
 @dataclass(frozen=True)
@@ -190,37 +190,27 @@ class Runner:
     # -- phase 4: call --------------------------------------------------------------------
     def _row(self, task: Task, outcome: CallOutcome | None, error: tuple[str, str] | None) -> dict:
         item, provider = task.item, task.provider
-        row: dict[str, Any] = {
-            "key": task.key, "run_id": self.run_id, "created_at": utcnow(),
-            "provider": provider.spec.provider, "model": provider.spec.raw,
-            "params_json": canonical_json(provider.params()), "prompt_id": self.prompt.id,
-            "prompt_sha256": self.prompt.sha256, "prompt_text": self.prompt.text,
-            "image_sha256": item.sha256, "image_path": item.row.image_path,
-            "modality": item.row.modality, "truth": item.row.truth, "source": item.row.source,
-            "repeat": task.repeat, "task": "detect", "attempts": outcome.attempts if outcome else 0,
-            "latency_ms": outcome.latency_ms if outcome else None,
-        }
-        if error is None and outcome is not None and outcome.error is not None:
-            error = (outcome.error.error_type, outcome.error.message)
-        if error is not None:
-            row |= {"status": "error", "error_type": error[0], "error_message": error[1]}
-            paid = outcome.error.reply if outcome is not None and outcome.error is not None else None
-            return row | (self._usage(provider, paid) if paid is not None else {})  # e.g. truncated: it cost
-        reply = outcome.reply
-        if reply.label is not None:  # a local detector decided
-            reading = {"label": reply.label, "confidence": reply.confidence,
-                       "interpretation": reply.interpretation, "label_rule": "provider"}
-        else:
-            reading = reading_columns(parse_answer(reply.text, reply.finish_reason, reply.refusal))
-        return row | reading | self._usage(provider, reply) | {"status": "ok", "raw_text": reply.text}
+        meta = CallMeta(
+            key=task.key, provider=provider.spec.provider, model=provider.spec.raw,
+            params_json=canonical_json(provider.params()), prompt_id=self.prompt.id,
+            prompt_sha256=self.prompt.sha256, prompt_text=self.prompt.text, image_sha256=item.sha256,
+            image_path=item.row.image_path, modality=item.row.modality, truth=item.row.truth,
+            source=item.row.source, repeat=task.repeat,
+        )
+        failed = outcome.error if outcome is not None else None
+        if error is None and failed is not None:
+            error = (failed.error_type, failed.message)
 
-    def _usage(self, provider: Provider, reply: Any) -> dict[str, Any]:
-        """What a reply reported and cost (also for an error reply that was paid for)."""
-        cost = None
-        if self.prices is not None:
-            cost = self.prices.cost(provider.spec, reply.input_tokens, reply.output_tokens)
-        return {"model_version": reply.model_version, "finish_reason": reply.finish_reason,
-                "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, "cost_usd": cost}
+        def price(reply: Any) -> float | None:
+            if self.prices is None:
+                return None
+            return self.prices.cost(provider.spec, reply.input_tokens, reply.output_tokens)
+
+        return response_row(
+            meta, self.run_id, reply=outcome.reply if outcome is not None else None, error=error, price=price,
+            attempts=outcome.attempts if outcome else 0, latency_ms=outcome.latency_ms if outcome else None,
+            paid=failed.reply if failed is not None else None,
+        )
 
     def _over_budget(self, task: Task) -> float | None:
         """The call's cost estimate, or None when scheduling it would pass the budget."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pricing import DEFAULT_PATH, PriceTable, image_tokens
+from ingest.pricing import DEFAULT_PATH, BatchPrices, PriceTable, image_tokens
 from ingest.providers.base import parse_spec
 
 HEADER = "model,input_per_mtok,output_per_mtok,image_tokens,updated,notes\n"
@@ -157,3 +157,40 @@ def test_malformed_file_names_file_line_and_column(
 def test_missing_file_is_a_value_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read the price table"):
         PriceTable.load(tmp_path / "nope.csv")
+
+
+def test_batch_calls_cost_the_batch_price() -> None:
+    table = PriceTable.load()
+    gpt4o, flash = parse_spec("openai:gpt-4o"), parse_spec("gemini:gemini-2.5-flash")
+    for model in table.prices.values():  # the shipped rows carry the published batch prices: half
+        assert model.batch_input_per_mtok == pytest.approx(model.input_per_mtok / 2)
+        assert model.batch_output_per_mtok == pytest.approx(model.output_per_mtok / 2)
+    assert table.cost(gpt4o, 1_000_000, 1_000_000, batch=True) == pytest.approx(1.25 + 5.00)
+    assert table.cost(flash, 1000, 100, batch=True) == pytest.approx(0.00055 / 2)
+    batch = BatchPrices(table)
+    assert batch.cost(gpt4o, 1234, 56) == pytest.approx(table.cost(gpt4o, 1234, 56) / 2)
+    assert batch.estimate(gpt4o, "prompt", 1024, 1024) == pytest.approx(
+        table.estimate(gpt4o, "prompt", 1024, 1024) / 2
+    )
+    assert "batch in $1.25 out $5" in table.describe()[0]
+
+
+def test_a_row_without_batch_prices_takes_the_providers_batch_factor(tmp_path: Path) -> None:
+    header = "model,input_per_mtok,output_per_mtok,batch_input_per_mtok,batch_output_per_mtok\n"
+    path = write(tmp_path, "gpt-9,4.0,8.0,,\ncompat:llava,1.0,2.0,,\ngemini-9,1.0,1.0,0.3,0.3\n", header)
+    table = PriceTable.load(path)
+    assert table.rates(parse_spec("openai:gpt-9"), batch=True) == (2.0, 4.0)  # OpenAI's entry: 0.5
+    assert table.rates(parse_spec("gemini:gemini-9"), batch=True) == (0.3, 0.3)  # the row's own price
+    llava = parse_spec("compat:llava@http://127.0.0.1:11434/v1")
+    assert table.cost(llava, 10, 10) == pytest.approx(30 / 1e6)
+    assert table.cost(llava, 10, 10, batch=True) is None  # compat has no batch API, so no batch price
+    assert table.cost(parse_spec("baseline:forensic"), 1, 1, batch=True) == 0.0  # free unless priced
+
+
+def test_one_batch_price_without_the_other_is_refused(tmp_path: Path) -> None:
+    header = "model,input_per_mtok,output_per_mtok,batch_input_per_mtok,batch_output_per_mtok\n"
+    path = write(tmp_path, "gpt-9,4.0,8.0,2.0,\n", header)
+    with pytest.raises(ValueError, match="line 2, columns batch_input_per_mtok, batch_output_per_mtok: give both"):
+        PriceTable.load(path)
+    with pytest.raises(ValueError, match="column 'batch_output_per_mtok': '-1' is not a price"):
+        PriceTable.load(write(tmp_path, "gpt-9,4.0,8.0,2.0,-1\n", header))
