@@ -15,17 +15,25 @@ import sys
 from pathlib import Path
 
 from cache.store import Store, resolve_store
+from ingest import batch_cli
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = ()
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
+    from ingest.batch_ledger import LedgerError
     from ingest.importer import ImportFileError
     from ingest.manifest import ManifestError
     from ingest.prompts import PromptError
     from ingest.providers.base import MissingCredentials, SpecError
 
-    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError)
+    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError, LedgerError)
+
+
+def _provider_error() -> type[BaseException]:
+    from ingest.providers.base import ProviderError
+
+    return ProviderError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compat-key-env", metavar="NAME",
                      help="env var holding the key for compat: servers (default MEDLENS_COMPAT_API_KEY)")
     run.add_argument("--no-progress", action="store_true")
+    batch_cli.add_run_args(run)
 
     imp = sub.add_parser("import", help="store answers collected by hand (CSV or JSONL)")
     imp.add_argument("answers", type=Path)
@@ -69,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(imp)
     _prep_args(imp)
 
+    batch_cli.add_batches_parser(sub)
     sub.add_parser("models", help="providers, priced models and whether credentials are set")
     sub.add_parser("prompts", help="list prompt files with their sha256")
     return parser
@@ -100,13 +110,16 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"scan": cmd_scan, "run": cmd_run, "import": cmd_import,
+    handler = {"scan": cmd_scan, "run": cmd_run, "import": cmd_import, "batches": batch_cli.cmd_batches,
                "models": cmd_models, "prompts": cmd_prompts}[args.command]
     try:
         return handler(args)
     except _usage_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except _provider_error() as exc:  # a batch step the provider refused; the ledger keeps the state
+        print(f"error: {exc}; the batch state is kept, the same command resumes", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -159,8 +172,9 @@ def _provider_options(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ingest.audit import confound_audit
+    from ingest.batch import submit_planned
     from ingest.manifest import read_manifest
-    from ingest.pricing import PriceTable
+    from ingest.pricing import BatchPrices, PriceTable
     from ingest.prompts import load_prompt
     from ingest.providers.base import SpecError
     from ingest.providers.registry import create_provider, parse_spec
@@ -174,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise SpecError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    batch_cli.check_options(args)
     prompt = load_prompt(args.prompt)
     rows = read_manifest(args.manifest)[: args.limit]
     options = _provider_options(args)
@@ -188,6 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         prices = PriceTable.load()
     except ValueError as exc:  # a malformed price table is bad input: exit 2 naming file and line
         raise SpecError(str(exc)) from None
+    if args.batch:  # batch calls cost the batch price: --dry-run and --budget count that
+        batch_cli.check_batch_capable(providers)
+        prices = BatchPrices(prices)
     if args.budget is not None:
         unpriced = [p.spec.raw for p in providers if not p.local and prices.cost(p.spec, 1, 1) is None]
         if unpriced:
@@ -195,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             "to data/prices.csv (or $MEDLENS_PRICES), or run without --budget")
     store = Store(resolve_store(args.store))
     manifest_dir = args.manifest.resolve().parent
-    meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run"}
+    meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run", "batch": args.batch}
     if not args.dry_run:
         meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200,
                                        max_side=args.max_side, square=args.square)
@@ -203,10 +221,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
         prep=_prep_options(args),
         repeats=args.repeats, budget_usd=args.budget, prices=prices,
-        progress=not args.no_progress, run_meta=meta,
+        progress=not args.no_progress, run_meta=meta, batch=submit_planned if args.batch else None,
     )
     result = run_with_signals(runner, dry_run=args.dry_run)
     print(format_summary(result, store))
+    if args.batch and not args.dry_run:
+        return batch_cli.after_run(store, prices.table, result, args)
     return 130 if result.interrupted else 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from cache.schema import canonical_json, response_key
 from cache.store import Store, StoreWriter, utcnow
+from ingest.batch_ledger import open_keys
 from ingest.images import ImageError, PrepOptions
 from ingest.items import ImageCache, ImageItem, detector_items, identify_images, image_error_key, progress_bar
 from ingest.manifest import ManifestError, ManifestRow
@@ -59,6 +60,7 @@ class RunResult:
     budget_stopped: bool = False
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)  # --batch: what was submitted
 
 
 class Runner:
@@ -78,6 +80,7 @@ class Runner:
         prices: Any = None,
         progress: bool = True,
         run_meta: dict[str, Any] | None = None,
+        batch: Any = None,
     ):
         self.store, self.rows, self.manifest_dir = store, rows, manifest_dir
         self.providers, self.prompt, self.prep = providers, prompt, prep
@@ -92,6 +95,7 @@ class Runner:
         self.budget_stopped = False
         self.stopping = False
         self.warnings: list[str] = []
+        self.batch = batch  # --batch: ``ingest.batch.submit_planned`` answers the plan instead of execute
 
     async def identify(self) -> list[ImageItem]:
         """Phase 1: every manifest row with its prepared image's sha256 (or its ImageError)."""
@@ -188,15 +192,27 @@ class Runner:
             tally.estimate_usd = total
 
     # -- phase 4: call --------------------------------------------------------------------
-    def _row(self, task: Task, outcome: CallOutcome | None, error: tuple[str, str] | None) -> dict:
+    def _not_to_call(self, done: set[str]) -> set[str]:
+        """Answered keys, and keys waiting in provider batches not yet collected (paid or on their way)."""
+        queued = open_keys(self.store.root) - done
+        if queued:
+            self.warnings.append(f"{len(queued)} call(s) of this store wait in provider batches not yet "
+                                 "collected (python -m ingest batches); they are not called again")
+        return done | queued
+
+    def call_meta(self, task: Task) -> CallMeta:
+        """The columns that identify a call and its image."""
         item, provider = task.item, task.provider
-        meta = CallMeta(
+        return CallMeta(
             key=task.key, provider=provider.spec.provider, model=provider.spec.raw,
             params_json=canonical_json(provider.params()), prompt_id=self.prompt.id,
             prompt_sha256=self.prompt.sha256, prompt_text=self.prompt.text, image_sha256=item.sha256,
             image_path=item.row.image_path, modality=item.row.modality, truth=item.row.truth,
             source=item.row.source, repeat=task.repeat,
         )
+
+    def _row(self, task: Task, outcome: CallOutcome | None, error: tuple[str, str] | None) -> dict:
+        provider, meta = task.provider, self.call_meta(task)
         failed = outcome.error if outcome is not None else None
         if error is None and failed is not None:
             error = (failed.error_type, failed.message)
@@ -319,7 +335,7 @@ class Runner:
         if dry_run:  # identify and plan only: no call, no row
             items = await self.identify()
             self.check_duplicates(items)
-            self.estimate(self.plan(items, self.store.done_keys()))
+            self.estimate(self.plan(items, self._not_to_call(self.store.done_keys())))
             result.image_errors = [str(i.error) for i in items if i.error]
             return result
         writer = StoreWriter(self.store)
@@ -327,10 +343,14 @@ class Runner:
             items = await self.identify()
             self.check_duplicates(items)
             con = self.store.connect()  # one snapshot answers both: what is done, and with which truth
-            tasks = self.plan(items, {key for (key,) in con.execute("SELECT key FROM results").fetchall()})
-            self.check_stored_truth(items, set(self._cached_sha), con)
+            done = {key for (key,) in con.execute("SELECT key FROM results").fetchall()}
+            tasks = self.plan(items, self._not_to_call(done))
+            self.check_stored_truth(items, set(self._cached_sha) & done, con)
             result.image_errors = self.record_image_errors(items, writer)
-            await self.execute(items, tasks, writer)
+            if self.batch is not None:
+                result.batches = await self.batch(self, tasks, writer)
+            else:
+                await self.execute(items, tasks, writer)
         except asyncio.CancelledError:
             result.interrupted = True
         finally:
@@ -347,7 +367,7 @@ class Runner:
             "finished_at": utcnow().isoformat(), "prompt_id": self.prompt.id,
             "prompt_sha256": self.prompt.sha256, "repeats": self.repeats,
             "prep": self.prep.as_params(), "interrupted": result.interrupted,
-            "budget_usd": self.budget_usd, "budget_stopped": result.budget_stopped,
+            "budget_usd": self.budget_usd, "budget_stopped": result.budget_stopped, "batches": result.batches,
             "models": {
                 name: {"params": p.params(), "pending": t.pending, "cached": t.cached, "ok": t.ok,
                        "errors": dict(t.errors), "labels": dict(t.labels), "cost_usd": t.cost_usd,

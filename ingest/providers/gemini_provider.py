@@ -61,6 +61,9 @@ def response_schema() -> types.Schema:
             "interpretation": types.Schema(type=types.Type.STRING),
         },
         required=["label", "confidence", "interpretation"],
+        # Said explicitly (the SDK adds the same when it sends a schema) so a batch input file,
+        # which MedLens writes itself, asks for exactly what an online call asks for.
+        property_ordering=["label", "confidence", "interpretation"],
     )
 
 
@@ -146,7 +149,8 @@ def _is_json_mode_unsupported(exc: errors.APIError) -> bool:
     keys=Keys(("GEMINI_API_KEY", "GOOGLE_API_KEY")),
     # Gemini Batch Mode: 50% of the online price (ai.google.dev/gemini-api/docs/batch-mode)
     price=PriceRule(image_tokens="gemini_tiles:258", batch_factor=0.5),
-    capabilities=Capabilities(structured=True, text_only=True),
+    capabilities=Capabilities(structured=True, batch=True, text_only=True),
+    batch="ingest.providers.gemini_batch:GeminiBatch",
 )
 class GeminiProvider(Provider):
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"
@@ -157,16 +161,21 @@ class GeminiProvider(Provider):
         self._http: httpx2.AsyncClient | None = None
         self.structured_supported = True
 
+    def client_key(self) -> str | None:
+        """The key, or an ``auth`` ProviderError naming the env vars when a required one is unset."""
+        try:
+            self.check_credentials()
+        except MissingCredentials as exc:
+            raise ProviderError("auth", str(exc), retryable=False) from None
+        return self.api_key()
+
     def client(self) -> genai.Client:
         if self._client is None:
             import httpx2
             from google import genai
             from google.genai import types
 
-            try:
-                self.check_credentials()
-            except MissingCredentials as exc:
-                raise ProviderError("auth", str(exc), retryable=False) from None
+            key = self.client_key()
             # Our own httpx2 client, always: when aiohttp is importable google-genai otherwise
             # switches to it, and on that path it silently retries dropped connections after a
             # 1-10 s sleep (uncounted attempts) and raises aiohttp's exceptions instead.
@@ -180,7 +189,7 @@ class GeminiProvider(Provider):
                 retry_options=None,
                 httpx_async_client=self._http,
             )
-            self._client = genai.Client(api_key=self.api_key(), vertexai=False, http_options=http_options)
+            self._client = genai.Client(api_key=key, vertexai=False, http_options=http_options)
         return self._client
 
     async def aclose(self) -> None:

@@ -93,7 +93,8 @@ def is_schema_unsupported(exc: openai.APIStatusError) -> bool:
     keys=Keys(("OPENAI_API_KEY",)),
     # OpenAI Batch API: 50% of the online price (openai.com/api/pricing)
     price=PriceRule(image_tokens="tiles:85:170", batch_factor=0.5),
-    capabilities=Capabilities(structured=True, text_only=True),
+    capabilities=Capabilities(structured=True, batch=True, text_only=True),
+    batch="ingest.providers.openai_batch:OpenAIBatch",
 )
 class OpenAIProvider(Provider):
     """OpenAI Chat Completions; the compat provider reuses everything but the client set-up."""
@@ -248,16 +249,22 @@ class OpenAIProvider(Provider):
         return ProviderError("unexpected", scrub(f"{where}: {type(exc).__name__}: {exc}"), retryable=False)
 
     def classify_status(self, exc: openai.APIStatusError) -> ProviderError:
-        status, text = exc.status_code, _server_message(exc)
-        base = f"{self.where()}: HTTP {status}: {text}"
+        wait = retry_after_seconds(exc.response.headers)
+        return self.status_error(exc.status_code, _server_message(exc), _error_code(exc), wait)
+
+    def status_error(
+        self, status: int, text: str, code: str = "", wait: float | None = None
+    ) -> ProviderError:
+        """The ProviderError for an HTTP status and the server's message (online calls and batch
+        output lines share it)."""
+        base = f"{self.where()}: HTTP {status}: {text[:_MAX_MESSAGE]}"
 
         def error(kind: str, hint: str = "", retryable: bool = False, wait: float | None = None):
             return ProviderError(
                 kind, scrub(base + hint), retryable=retryable, retry_after=wait, status=status
             )
 
-        wait = retry_after_seconds(exc.response.headers)
-        if status == 429 and _error_code(exc) == "insufficient_quota":
+        if status == 429 and code == "insufficient_quota":
             return error("quota", " (the account has no quota left: check billing)")
         if status == 429:
             return error("rate_limited", retryable=True, wait=wait)
