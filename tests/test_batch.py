@@ -197,10 +197,14 @@ def test_the_file_line_is_what_the_sdk_sends_inline() -> None:
     # SDK itself sends property_ordering in snake_case): compare with names in one case.
     assert camel(sdk["request"]["generationConfig"]) == camel(line["request"]["generationConfig"])
     ours, theirs = line["request"]["contents"][0]["parts"], sdk["request"]["contents"][0]["parts"]
-    assert base64.b64decode(ours[0]["inlineData"]["data"]) == base64.b64decode(
-        theirs[0]["inlineData"]["data"]
-    )
+    image = make_request().image
+    assert b64(ours[0]["inlineData"]["data"]) == b64(theirs[0]["inlineData"]["data"]) == image
     assert ours[1] == theirs[1]
+
+
+def b64(text: str) -> bytes:
+    """Standard or URL-safe base64 (proto JSON accepts both; the SDK sends URL-safe)."""
+    return base64.b64decode(text.replace("-", "+").replace("_", "/"))
 
 
 def camel(value):

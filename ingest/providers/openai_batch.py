@@ -14,6 +14,8 @@ output). The SDK is imported on use; its retries are off (``ingest.batch`` retri
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from ingest.batch_ledger import LedgerEntry
 
 ENDPOINT = "/v1/chat/completions"
+SPLICE = f"medlens-image-{uuid.uuid4().hex}"  # a stand-in for the image while json encodes the rest
+_SAFE_MIME = re.compile(r"^data:[a-z]+/[a-z0-9.+-]+;base64,")
 METADATA_KEY = "medlens_ledger"
 RUNNING = {"validating", "in_progress", "finalizing", "cancelling"}
 NOT_RUN = {"batch_expired", "batch_cancelled"}  # error codes of lines the batch never ran
@@ -60,8 +64,13 @@ class OpenAIBatch(BatchClient):
 
     def line(self, key: str, request: CallRequest) -> bytes:
         body = self.openai.build_request(request, structured=request.structured)
+        image = next((p["image_url"] for p in body["messages"][0]["content"] if p["type"] == "image_url"), None)
+        url = image["url"] if image else ""
+        if image and _SAFE_MIME.match(url):  # spliced in below: base64 needs no JSON escaping, and
+            image["url"] = SPLICE  # json.dumps would spend ~3 ms scanning each 0.5 MB image
         record = {"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body}
-        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        text = json.dumps(record, separators=(",", ":"))
+        return text.replace(f'"{SPLICE}"', f'"{url}"', 1).encode() + b"\n"
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One SDK call, its failure classified like an online call's."""
