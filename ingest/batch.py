@@ -197,8 +197,9 @@ def _submit(runner: Any, tasks: list[Any], writer: StoreWriter) -> list[dict[str
             for entry in [*earlier, *build(runner, provider, client, within_budget(runner, mine), writer)]:
                 if runner.stopping:
                     break
-                if entry.state in ("built", "uploaded"):
-                    entry = advance(root, entry, client)
+                with ledger.claim(root, entry.ledger_id) as mine:
+                    if mine and entry.state in ("built", "uploaded"):
+                        entry = advance(root, ledger.load(root, entry.ledger_id), client)  # as it is now
                 opened.append({"ledger_id": entry.ledger_id, "model": entry.model,
                                "batch_id": entry.batch_id, "requests": entry.requests})  # fmt: skip
         finally:

@@ -98,6 +98,10 @@ def after_run(store: Store, prices: Any, result: Any, args: argparse.Namespace) 
     progress = wait(store, prices, ids, timeout_s=args.wait_timeout, poll_s=args.poll_interval)
     for entry, rows in progress.collected:
         print(f"collected {entry.ledger_id} ({entry.outcome}): {rows} row(s)")
+    for problem in progress.problems:
+        print(f"error: {problem}; the batch state is kept", file=sys.stderr)
+    if progress.problems:
+        return 1
     if progress.open:
         waiting = ", ".join(f"{e.ledger_id} ({e.provider_state or e.state})" for e in progress.open)
         print(
@@ -150,4 +154,6 @@ def cmd_batches(args: argparse.Namespace) -> int:
         print(f"collected {entry.ledger_id} ({entry.outcome}): {rows} row(s)")
     entries = ledger.entries(store.root)
     print(format_entries(entries) if entries else f"no batches in {store.root}")
-    return 0
+    for problem in progress.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if progress.problems else 0

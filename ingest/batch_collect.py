@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ def collect(store: Store, entry: LedgerEntry, client: BatchClient, prices: Any) 
             have.add(key)
             added += 1
     entry.state, entry.pending, entry.collected_at = "collected", None, utcnow().isoformat()
-    entry.rows_collected += added
+    entry.rows_collected = len(have & set(calls))  # this batch's rows in the store, collected now or before
     ledger.save(store.root, entry)
     return added
 
@@ -145,25 +145,46 @@ class Progress:
 
     open: list[LedgerEntry]  # still running after the pass
     collected: list[tuple[LedgerEntry, int]]  # (entry, rows added)
+    problems: list[str] = field(default_factory=list)  # entries the provider did not answer for
 
 
 def poll_once(store: Store, prices: Any, *, collect_finished: bool, ids: set[str] | None = None) -> Progress:
-    """Refresh every open entry (or those in ``ids``); collect the finished ones if asked."""
+    """Refresh every open entry (or those in ``ids``); collect the finished ones if asked. A
+    provider that fails for one entry (no key, 401, down) is reported; the others go on."""
     progress = Progress([], [])
     for entry in ledger.entries(store.root):
         if not entry.is_open or (ids is not None and entry.ledger_id not in ids):
             continue
         client = client_for(entry)
         try:
-            entry = adopt(store.root, entry, client)
-            entry = refresh(store.root, entry, client)
-            if entry.state == "finished" and collect_finished:
-                progress.collected.append((entry, collect(store, entry, client, prices)))
+            with ledger.claim(store.root, entry.ledger_id) as mine:
+                if not mine:  # another process is taking it through a step
+                    progress.open.append(entry)
+                    continue
+                entry = _step(
+                    store, ledger.load(store.root, entry.ledger_id), client, prices, collect_finished
+                )
+            if entry.state == "collected":
+                progress.collected.append((entry, entry.rows_collected))
             elif entry.is_open:
                 progress.open.append(entry)
+        except ProviderError as error:
+            progress.problems.append(f"{entry.ledger_id}: {error.message}")
+            progress.open.append(entry)
         finally:
             client.close()
     return progress
+
+
+def _step(
+    store: Store, entry: LedgerEntry, client: BatchClient, prices: Any, collect_finished: bool
+) -> LedgerEntry:
+    """Adopt, refresh and (if asked) collect one entry, under its claim."""
+    entry = adopt(store.root, entry, client)
+    entry = refresh(store.root, entry, client)
+    if entry.state == "finished" and collect_finished:
+        collect(store, entry, client, prices)
+    return entry
 
 
 def wait(
@@ -177,6 +198,8 @@ def wait(
         progress = poll_once(store, prices, collect_finished=True, ids=ids)
         collected += progress.collected
         report(progress)
+        if progress.problems:  # waiting will not fix a refused key or a missing one
+            return Progress(progress.open, collected, progress.problems)
         if not progress.open or time.monotonic() + poll_s > deadline:
             return Progress(progress.open, collected)
         time.sleep(poll_s)

@@ -19,10 +19,13 @@ called again, online or in another batch.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -141,6 +144,25 @@ def read_calls(store_root: Path, ledger_id: str) -> dict[str, CallMeta]:
     path = _path(store_root, ledger_id, ".requests.jsonl")
     calls = (CallMeta(**json.loads(line)) for line in path.read_text().splitlines() if line)
     return {call.key: call for call in calls}
+
+
+@contextmanager
+def claim(store_root: Path, ledger_id: str) -> Iterator[bool]:
+    """Hold the entry's lock file while taking it through a step (True), or learn that another
+    process on this machine holds it (False: leave the entry to that process). Two processes
+    advancing one entry at once could otherwise both create its batch."""
+    path = _path(store_root, ledger_id, ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_keys(store_root: Path) -> set[str]:

@@ -283,6 +283,11 @@ def test_a_batch_that_never_finishes_stops_waiting_and_keeps_its_state(study: Pa
         (entry,) = ledger.entries(store)
         assert (entry.state, entry.provider_state) == ("submitted", "in_progress")
         assert store_rows(store) == [] and len(oa.created) == 1
+        no_key = cli(
+            "ingest", "batches", "--store", str(store), env={**env(oa), "OPENAI_API_KEY": ""}, check=False
+        )
+        assert no_key.returncode == 1 and "set OPENAI_API_KEY" in no_key.stderr  # named, and still listed:
+        assert entry.ledger_id in no_key.stdout and "in_progress" in no_key.stdout
         oa.finish_after = 0
         cli("ingest", "batches", "--store", str(store), "--collect", env=env(oa))
         assert len(store_rows(store, "status = 'ok'")) == 4 and len(oa.created) == 1

@@ -16,6 +16,7 @@ import pytest
 from ingest.pricing import image_tokens
 from ingest.providers import registry
 from ingest.providers.base import LocalDetector, ProviderOptions, SpecError
+from ingest.providers.batch_api import BatchClient, batch_client
 from ingest.providers.retry import REDACTED, scrub
 from tests.pipeline_helpers import ROOT
 
@@ -40,6 +41,10 @@ def test_every_entry_keeps_its_contract(entry: registry.ProviderEntry, monkeypat
     assert entry.capabilities.local_detector == isinstance(provider, LocalDetector)
     if entry.local:
         assert not entry.keys.envs and entry.price.free_unless_priced
+    if entry.capabilities.batch:  # a batch API client that packs within the provider's limits
+        client = batch_client(provider)
+        assert isinstance(client, BatchClient) and client.max_requests > 0 and client.max_bytes > 0
+        assert entry.price.batch_factor is not None  # a batch call always has a price rule
     for env in entry.keys.envs:  # every key env's value is scrubbed, whatever its name looks like
         monkeypatch.setenv(env, f"value-of-{env.lower()}-0123456789")
         assert scrub(f"server said value-of-{env.lower()}-0123456789") == f"server said {REDACTED}"

@@ -60,7 +60,9 @@ def fundus_like(side: int, seed: int) -> Image.Image:
         wiggle = np.sin(angle * 3 + k) * 0.05 + np.hypot(x - ox, y - oy) * rng.uniform(0.5, 2)
         band = np.exp(-(((angle - theta + wiggle + np.pi) % (2 * np.pi) - np.pi) ** 2) / 0.0008)
         base *= 1 - 0.45 * band[..., None]
-    noise = rng.normal(0, 0.035, base.shape).astype(np.float32)  # sensor noise keeps the PNG near real-world sizes
+    noise = rng.normal(0, 0.035, base.shape).astype(
+        np.float32
+    )  # sensor noise keeps the PNG near real-world sizes
     pixels = np.clip((base + noise) * disc[..., None] * 255, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels)
 
@@ -131,8 +133,10 @@ def main() -> None:
     try:
         started = time.perf_counter()
         png = write_images(work / "data", args.images, args.side)
-        print(f"{args.images} images of {args.side} px written in {time.perf_counter() - started:.1f} s: PNG "
-              f"median {statistics.median(png) / 1e3:.0f} KB (min {min(png) / 1e3:.0f}, max {max(png) / 1e3:.0f})")
+        print(
+            f"{args.images} images of {args.side} px written in {time.perf_counter() - started:.1f} s: PNG "
+            f"median {statistics.median(png) / 1e3:.0f} KB (min {min(png) / 1e3:.0f}, max {max(png) / 1e3:.0f})"
+        )
         manifest = work / "m.csv"
         write_manifest(scan_dataset(work / "data"), manifest)
         models = {"openai": ["openai:gpt-4o"], "gemini": ["gemini:gemini-2.5-flash"]}.get(
