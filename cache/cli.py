@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(report)
     methods = sub.add_parser("methods", help="the methods-section paragraph for a paper")
     _filter_args(methods)
+    readers = sub.add_parser("readers", help="reader study: per-reader metrics, agreement, ROC and MRMC tables")
+    readers.add_argument("--json", action="store_true", help="print one JSON object")
+    readers.add_argument("--modality", action="append", default=[], help="only this modality (repeatable)")
     return parser
 
 
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {root} is a file; `{args.command}` needs a store folder (--store DIR)", file=sys.stderr)
         return 2
     handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact, "export": cmd_export,
-               "import": cmd_import, "report": cmd_report, "methods": cmd_methods}[args.command]
+               "import": cmd_import, "report": cmd_report, "methods": cmd_methods, "readers": cmd_readers}[args.command]
     try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
         store = Store(root) if args.command in ("import", "compact") else open_store(root)
         code = handler(store, args)
@@ -224,6 +227,14 @@ def cmd_methods(store: Store, args: argparse.Namespace) -> int:
     from cache.methods import methods_text
 
     print(methods_text(store.connect(), _filters(args), runs=store.runs()))
+    return 0
+
+
+def cmd_readers(store: Store, args: argparse.Namespace) -> int:
+    from cache.readers_report import format_readers_report, readers_report
+
+    report = readers_report(store.connect(), Filters(modality=args.modality))
+    print(json.dumps(report, indent=2) if args.json else format_readers_report(report).rstrip("\n"))
     return 0
 
 
