@@ -85,14 +85,17 @@ def fleiss_kappa(counts: np.ndarray | Sequence[Sequence[int]]) -> float | None:
     return (observed - chance) / (1 - chance)
 
 
-def fleiss_kappa_from_labels(ratings: Sequence[Sequence[Hashable]]) -> float | None:
+def fleiss_kappa_from_labels(ratings: Sequence[Sequence[Hashable]] | np.ndarray) -> float | None:
     """Fleiss' kappa from one list of labels per subject (e.g. the K repeats' labels of an image)."""
-    categories = sorted({label for subject in ratings for label in subject}, key=str)
-    index = {c: i for i, c in enumerate(categories)}
-    table = np.zeros((len(ratings), len(categories)))
-    for row, subject in enumerate(ratings):
-        for label in subject:
-            table[row, index[label]] += 1
+    if len({len(subject) for subject in ratings}) > 1:
+        raise ValueError("Fleiss' kappa needs the same number (>= 2) of ratings for every subject")
+    if len(ratings) == 0:
+        return None
+    labels = np.asarray(ratings, dtype=object).astype(str)  # categories compared as text
+    _categories, codes = np.unique(labels, return_inverse=True)
+    codes = codes.reshape(labels.shape)
+    table = np.zeros((labels.shape[0], int(codes.max()) + 1))
+    np.add.at(table, (np.repeat(np.arange(labels.shape[0]), labels.shape[1]), codes.ravel()), 1)
     return fleiss_kappa(table)
 
 

@@ -14,20 +14,17 @@ includes 1.0. ECE = sum over non-empty bins of (n_bin / N) * |accuracy_bin - mea
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-ANSWERED = ("real", "synthetic")
+from cache.roc import usable_confidence_mask
 
 
 def usable_confidence(label: str | None, confidence: float | None) -> bool:
     """True when a row enters calibration: an answered label with a confidence in [0, 1]."""
-    if label not in ANSWERED or confidence is None:
-        return False
-    return math.isfinite(float(confidence)) and 0.0 <= float(confidence) <= 1.0
+    return bool(usable_confidence_mask([label], [confidence])[0])
 
 
 def bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
@@ -84,21 +81,19 @@ def calibration_summary(
 ) -> dict[str, Any]:
     """Calibration of one group of answers: n (rows used), n_excluded, mean_confidence, accuracy
     (of the rows used), overconfidence (mean confidence - accuracy), ece, n_bins and bins."""
-    used = [
-        (float(c), label == truth)
-        for label, c, truth in zip(labels, confidences, truths, strict=True)
-        if usable_confidence(label, c)
-    ]
-    conf = np.array([c for c, _ in used], dtype=float)
-    hit = np.array([h for _, h in used], dtype=bool)
-    mean_conf = float(conf.mean()) if used else None
-    accuracy = float(hit.mean()) if used else None
+    if not len(labels) == len(confidences) == len(truths):
+        raise ValueError("one label, confidence and truth per answer")
+    used = usable_confidence_mask(labels, confidences)
+    conf = np.array([np.nan if c is None else c for c in confidences], dtype=float)[used]
+    hit = (np.asarray(labels, dtype=object) == np.asarray(truths, dtype=object))[used]
+    mean_conf = float(conf.mean()) if used.any() else None
+    accuracy = float(hit.mean()) if used.any() else None
     return {
-        "n": len(used),
-        "n_excluded": len(labels) - len(used),
+        "n": int(used.sum()),
+        "n_excluded": int(len(labels) - used.sum()),
         "mean_confidence": mean_conf,
         "accuracy": accuracy,
-        "overconfidence": None if not used else mean_conf - accuracy,
+        "overconfidence": None if mean_conf is None else mean_conf - accuracy,
         "ece": expected_calibration_error(conf, hit, n_bins),
         "n_bins": n_bins,
         "bins": reliability_bins(conf, hit, n_bins),

@@ -9,8 +9,8 @@ scalars become floats, infinities and NaN become None).
 Conventions (cache.roc, cache.calibration, cache.mrmc say why):
 - ROC, calibration and MRMC use one answer per rater and image: the lowest ``repeat`` present.
   Reader metrics use every row, like ``cache.metrics.group_metrics``, so they equal the overview.
-- Scores: readers' rating (``cache.roc.rating_score``); models' confidence turned into
-  P(synthetic) (``cache.roc.answer_score``). A model group with no usable confidence has no ROC
+- Scores: readers' rating (``cache.roc.rating_scores``); models' confidence turned into
+  P(synthetic) (``cache.roc.answer_scores``). A model group with no usable confidence has no ROC
   row and no AUC MRMC row (its scores would all be 0.5): use ``fom="accuracy"``.
 
 The MRMC tables (readers vs readers across conditions; each model vs the panel) are in
@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from cache.agreement import cohen_kappa, fleiss_kappa_from_labels, krippendorff_alpha
-from cache.calibration import calibration_summary, usable_confidence
+from cache.calibration import calibration_summary
 from cache.genericness import MAX_PAIRS, NEAR_DUPLICATE, genericness
 from cache.metrics import Filters, finish_group
-from cache.roc import answer_score, auc_interval, rating_score, roc_curve
+from cache.roc import answer_scores, auc_interval, rating_scores, roc_curve, usable_confidence_mask
+from cache.schema import ANSWERED_LABELS
 
 READER_PROVIDER = "reader"
 READER_PREFIX = "reader:"
@@ -79,12 +80,13 @@ def load_results(con: duckdb.DuckDBPyConnection, filters: Filters | None = None)
     frame["rating"] = pd.to_numeric(frame["rating"], errors="coerce").astype(float)
     frame["is_reader"] = (frame["provider"] == READER_PROVIDER) | frame["model"].str.startswith(READER_PREFIX)
     frame["correct"] = frame["label"] == frame["truth"]
-    frame["score"] = [
-        rating_score(r, lab) if reader else answer_score(lab, None if math.isnan(c) else c)
-        for reader, r, lab, c in zip(
-            frame["is_reader"], frame["rating"], frame["label"], frame["confidence"], strict=True
-        )
-    ]
+    labels, confidences = frame["label"].to_numpy(object), frame["confidence"].to_numpy(float)
+    frame["has_confidence"] = usable_confidence_mask(labels, confidences)
+    frame["score"] = np.where(
+        frame["is_reader"],
+        rating_scores(frame["rating"].to_numpy(float), labels),
+        answer_scores(labels, confidences),
+    )
     return frame
 
 
@@ -105,7 +107,7 @@ def reader_metrics(con: duckdb.DuckDBPyConnection, filters: Filters | None = Non
             "modality": modality,
             "prompt_id": prompt,
             "n": len(g),
-            "answered": int(g["label"].isin(["real", "synthetic"]).sum()),
+            "answered": int(g["label"].isin(ANSWERED_LABELS).sum()),
             "correct": int(g["correct"].sum()),
             "tp": int((synthetic & (g["label"] == "synthetic")).sum()),
             "fn": int((synthetic & (g["label"] == "real")).sum()),
@@ -166,14 +168,7 @@ def roc_table(
     rows = []
     for (model, prompt, modality), g in frame.groupby([*RATER, "modality"]):
         reader = bool(g["is_reader"].iloc[0])
-        scored = (
-            int(g["rating"].notna().sum())
-            if reader
-            else sum(
-                usable_confidence(lab, None if math.isnan(c) else c)
-                for lab, c in zip(g["label"], g["confidence"], strict=True)
-            )
-        )
+        scored = int(g["rating"].notna().sum() if reader else g["has_confidence"].sum())
         truth = (g["truth"] == "synthetic").to_numpy()
         if (not reader and scored == 0) or truth.sum() < 2 or (~truth).sum() < 2:
             continue
@@ -201,8 +196,9 @@ def calibration_table(
     frame = first_answers(load_results(con, filters))
     rows = []
     for (model, prompt, modality), g in frame[~frame["is_reader"]].groupby([*RATER, "modality"]):
-        conf = [None if math.isnan(c) else c for c in g["confidence"]]
-        summary = calibration_summary(g["label"].tolist(), conf, g["truth"].tolist(), n_bins)
+        summary = calibration_summary(
+            g["label"].tolist(), g["confidence"].tolist(), g["truth"].tolist(), n_bins
+        )
         if summary["n"]:
             rows.append(plain({"model": model, "prompt_id": prompt, "modality": modality} | summary))
     return rows
@@ -219,8 +215,7 @@ def retest_agreement(con: duckdb.DuckDBPyConnection, filters: Filters | None = N
         )
         if labels.shape[1] < 2:
             continue
-        complete = labels.dropna()
-        first, second = complete.columns[:2]
+        complete = labels.dropna().to_numpy(dtype=object)  # numpy: row-wise pandas ops are slow here
         rows.append(
             plain(
                 {
@@ -229,13 +224,11 @@ def retest_agreement(con: duckdb.DuckDBPyConnection, filters: Filters | None = N
                     "modality": modality,
                     "repeats": labels.shape[1],
                     "n_images": len(complete),
-                    "fleiss_kappa": fleiss_kappa_from_labels(complete.values.tolist())
-                    if len(complete)
-                    else None,
+                    "fleiss_kappa": fleiss_kappa_from_labels(complete),
                     "cohen_kappa_first_two": cohen_kappa(
-                        list(zip(complete[first], complete[second], strict=True))
+                        list(zip(complete[:, 0], complete[:, 1], strict=True))
                     ),
-                    "share_identical": float(complete.nunique(axis=1).eq(1).mean())
+                    "share_identical": float((complete == complete[:, :1]).all(axis=1).mean())
                     if len(complete)
                     else None,
                 }

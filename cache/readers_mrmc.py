@@ -9,14 +9,12 @@ stated confidence); ``accuracy`` uses label == truth (an abstention is wrong).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from cache.calibration import usable_confidence
 from cache.metrics import Filters
 from cache.mrmc import or_analysis, single_vs_panel
 from cache.readers import first_answers, load_results, plain
@@ -123,12 +121,7 @@ def mrmc_model_vs_panel(
         panels = g[g["is_reader"]].groupby("prompt_id")["_rater"].unique()
         models = g[~g["is_reader"]]
         if fom == "auc":  # a model without any stated confidence has no graded scores
-            models = models[
-                [
-                    usable_confidence(lab, None if math.isnan(c) else c)
-                    for lab, c in zip(models["label"], models["confidence"], strict=True)
-                ]
-            ]
+            models = models[models["has_confidence"]]
         for panel_prompt, panel in panels.items():
             panel = sorted(panel)
             if len(panel) < 2:

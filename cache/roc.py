@@ -24,28 +24,46 @@ import numpy as np
 from scipy.stats import norm, rankdata
 
 from cache.metrics import Z95
+from cache.schema import ANSWERED_LABELS
 
 ABSTAIN_SCORE = 0.5
 
 
+def usable_confidence_mask(labels: Sequence[str | None], confidences: Sequence[float | None]) -> np.ndarray:
+    """True where an answer is ``real`` or ``synthetic`` with a finite confidence in [0, 1]: the
+    rows whose stated confidence means something (here and in cache.calibration)."""
+    conf = np.array([np.nan if c is None else c for c in confidences], dtype=float)
+    answered = np.isin(np.asarray(labels, dtype=object), ANSWERED_LABELS)
+    with np.errstate(invalid="ignore"):
+        return answered & np.isfinite(conf) & (conf >= 0.0) & (conf <= 1.0)
+
+
+def answer_scores(labels: Sequence[str | None], confidences: Sequence[float | None]) -> np.ndarray:
+    """Model answers' scores in [0, 1]: confidence that the image is synthetic (see module doc).
+    A confidence that is missing, not finite or outside [0, 1] counts as missing (score 0.5)."""
+    conf = np.array([np.nan if c is None else c for c in confidences], dtype=float)
+    synthetic = np.asarray(labels, dtype=object) == "synthetic"
+    score = np.where(synthetic, conf, 1.0 - conf)
+    return np.where(usable_confidence_mask(labels, confidences), score, ABSTAIN_SCORE)
+
+
 def answer_score(label: str | None, confidence: float | None) -> float:
-    """A model answer's score in [0, 1]: confidence that the image is synthetic (see module doc).
-
-    A confidence that is missing, not finite or outside [0, 1] is treated as missing (score 0.5)."""
-    if label not in ("real", "synthetic") or confidence is None:
-        return ABSTAIN_SCORE
-    conf = float(confidence)
-    if not math.isfinite(conf) or not 0.0 <= conf <= 1.0:
-        return ABSTAIN_SCORE
-    return conf if label == "synthetic" else 1.0 - conf
+    """``answer_scores`` of one answer."""
+    return float(answer_scores([label], [confidence])[0])
 
 
-def rating_score(rating: float | None, label: str | None = None) -> float | None:
-    """A reader's score: the 1-5 rating. A row without a rating (a store written before ratings
+def rating_scores(ratings: Sequence[float | None], labels: Sequence[str | None]) -> np.ndarray:
+    """Readers' scores: the 1-5 rating. A row without a rating (a store written before ratings
     existed) counts as the extreme rating of its button: ``real`` 1, ``synthetic`` 5, else 3."""
-    if rating is not None and not (isinstance(rating, float) and math.isnan(rating)):
-        return float(rating)
-    return {"real": 1.0, "synthetic": 5.0}.get(label or "", 3.0)
+    rating = np.array([np.nan if r is None else r for r in ratings], dtype=float)
+    label = np.asarray(labels, dtype=object)
+    button = np.where(label == "synthetic", 5.0, np.where(label == "real", 1.0, 3.0))
+    return np.where(np.isnan(rating), button, rating)
+
+
+def rating_score(rating: float | None, label: str | None = None) -> float:
+    """``rating_scores`` of one answer."""
+    return float(rating_scores([rating], [label])[0])
 
 
 @dataclass(frozen=True)
