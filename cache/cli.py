@@ -1,4 +1,5 @@
-"""Command line of the store: ``stats | metrics [--json] | compact | export | import | report | methods``."""
+"""Command line of the store: ``stats | metrics [--json] | compact | reparse | export | import | report |
+methods | readers``."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(report)
     methods = sub.add_parser("methods", help="the methods-section paragraph for a paper")
     _filter_args(methods)
+    readers = sub.add_parser("readers", help="reader study: per-reader metrics, agreement, ROC and MRMC tables")
+    readers.add_argument("--json", action="store_true", help="print one JSON object")
+    readers.add_argument("--modality", action="append", default=[], help="only this modality (repeatable)")
     return parser
 
 
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact, "export": cmd_export,
                "import": cmd_import, "report": cmd_report, "methods": cmd_methods,
-               "reparse": cmd_reparse}[args.command]
+               "reparse": cmd_reparse, "readers": cmd_readers}[args.command]
     try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
         store = Store(root) if args.command in writes else open_store(root)
         code = handler(store, args)
@@ -243,6 +247,14 @@ def cmd_methods(store: Store, args: argparse.Namespace) -> int:
     from cache.methods import methods_text
 
     print(methods_text(store.connect(), _filters(args), runs=store.runs()))
+    return 0
+
+
+def cmd_readers(store: Store, args: argparse.Namespace) -> int:
+    from cache.readers_report import format_readers_report, readers_report
+
+    report = readers_report(store.connect(), Filters(modality=args.modality))
+    print(json.dumps(report, indent=2) if args.json else format_readers_report(report).rstrip("\n"))
     return 0
 
 

@@ -53,6 +53,9 @@ LABEL_RULES: dict[str, str] = {
 }
 #: Who may set the label a metric uses, lowest authority first (the highest present wins; then the newest).
 AUTHORITIES = ("parser", "judge", "reviewer")
+#: Human readers' answers are responses of this provider, model ``reader:<name>`` (reader study).
+READER_PROVIDER = "reader"
+READER_PREFIX = READER_PROVIDER + ":"
 #: Schema v1 rows have no label_rule; these providers decided their labels locally (never re-parsed).
 V1_LOCAL_PROVIDERS = ("baseline",)
 
