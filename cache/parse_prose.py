@@ -1,0 +1,196 @@
+"""Read a verdict from free prose, clause by clause (the last step of `cache.parse.parse_answer`).
+
+- A verdict term counts only in a verdict context: after a copula or judgement cue ("is", "appears to be",
+  "likely", "I believe", "not"), or as a clause of its own ("Definitely synthetic."). Generic mentions do not
+  count: plurals ("real fundus images typically..."), "real-world", "realistic", "real or synthetic",
+  "whether it is real", "resembles a real photograph".
+- An odd number of negators before the term in its clause flips it ("not a real photograph", "no signs of
+  editing or AI generation"); an even number does not ("nothing suggests it isn't genuine").
+- A committed verdict beats a refusal, a refusal beats a hedge: "It's hard to be certain, but this appears
+  real" is real; "I'm unable to view images" with no verdict is refused; "I cannot tell" is uncertain.
+- Hedges naming both options ("could be either", "might also be", "neither real nor synthetic") void the
+  verdicts of their sentence, except those after a later "but"/"however".
+- Each verdict weighs 1, minus 1 when conceded, about looks only, or a mere possibility ("although it looks
+  real", "it could be AI-generated"), plus 1 after a concluding marker ("overall", "based on these
+  observations", "however"). The heaviest verdicts decide; if they disagree, the last one wins when it is a
+  stated conclusion (weight 2); otherwise the rules found a conflict and a person should look.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from typing import NamedTuple
+
+from cache import parse_words as w
+
+
+class Verdict(NamedTuple):
+    """What the prose says and the [start, end) span of the sentence(s) that said it."""
+
+    label: str  #: real | synthetic | uncertain | refused
+    start: int
+    end: int
+    conflict: bool = False  #: the heaviest verdicts disagree: label is then the last of them
+
+
+_Vote = tuple[int, str, int, bool]
+# Where a text's clauses and sentences start, hedge spans per clause, both-ways hedge ends per sentence.
+_Layout = tuple[list[int], list[int], dict[int, list[tuple[int, int]]], dict[int, list[int]]]
+
+
+def hits(pattern: re.Pattern[str], text: str, start: int = 0, end: int | None = None) -> list[re.Match[str]]:
+    """Matches of `pattern` in text[start:end] that begin a word."""
+    found = pattern.finditer(text, start, len(text) if end is None else end)
+    return [m for m in found if m.start() == 0 or not text[m.start() - 1].isalnum()]
+
+
+def is_real(term: str) -> bool:
+    return term.startswith(w.REAL_WORDS)
+
+
+def boundaries(text: str) -> tuple[list[int], list[int]]:
+    """Start offsets of the sentences and of the clauses (split further at , ; : ( ) [ ] and dashes)."""
+    sents = [0, *(m.end() for m in w.SENT_END.finditer(text))]
+    marks = [m.end() for m in w.CLAUSE_MARK.finditer(text)]
+    dash = text.find(" - ")
+    while dash >= 0:
+        marks.append(dash + 2)
+        dash = text.find(" - ", dash + 1)
+    return sents, sorted({*sents, *marks})
+
+
+def scan(text: str) -> Verdict | None:
+    """The verdict of lowercased prose (rules in the module docstring), or None when it states none."""
+    sents, clauses = boundaries(text)
+    hedges: list[re.Match[str]] = []
+    terms: list[re.Match[str]] = []
+    hedged: dict[int, list[tuple[int, int]]] = {}
+    either: dict[int, list[int]] = {}
+    for m in hits(w.CORE, text):
+        if w.HEDGE.match(text, m.start()):
+            hedges.append(m)
+            hedged.setdefault(bisect_right(clauses, m.start()) - 1, []).append(m.span())
+        elif w.EITHER.match(text, m.start()):
+            hedges.append(m)
+            either.setdefault(bisect_right(sents, m.start()) - 1, []).append(m.end())
+        else:
+            terms.append(m)
+    votes, paired_until = [], -1
+    for m in terms:
+        if m.start() < paired_until:
+            continue
+        pair = (w.PAIR_SYNTHETIC if is_real(m.group()) else w.PAIR_REAL).match(text, m.end())
+        if pair:  # "real or synthetic" names the question, not an answer
+            paired_until = pair.end()
+        elif vote := _vote(text, m, (clauses, sents, hedged, either)):
+            votes.append(vote)
+    refusal = next(iter(hits(w.REFUSE, text)), None)
+    # A refusal up front outweighs mere possibilities ("I can't view images. Unusual textures might indicate...").
+    if votes and (refusal is None or refusal.start() >= sents[1 % len(sents)] or not all(v[3] for v in votes)):
+        return _decide(votes, sents, len(text))
+    marker = refusal or min(hedges, key=lambda h: h.start(), default=None)
+    if marker is None:
+        return None
+    si = bisect_right(sents, marker.start()) - 1
+    return Verdict("uncertain" if marker in hedges else "refused", sents[si], _next(sents, si, len(text)))
+
+
+def _decide(votes: list[_Vote], sents: list[int], size: int) -> Verdict:
+    """The heaviest votes decide, by majority; a tie without a stated conclusion is a conflict."""
+    top = max(vote[0] for vote in votes)
+    best = [vote for vote in votes if vote[0] == top]
+    # A sentence counts once per label: "no signs of editing or AI generation" is one verdict, not two.
+    counts = {label: len({vote[2] for vote in best if vote[1] == label}) for label in ("real", "synthetic")}
+    _, label, si, _ = best[-1]
+    if counts["real"] != counts["synthetic"] and min(counts.values()):
+        label = max(counts, key=counts.__getitem__)
+        si = max(vote[2] for vote in best if vote[1] == label)
+    elif min(counts.values()) and top < 2:
+        first = min(vote[2] for vote in best)
+        return Verdict(label, sents[first], _next(sents, si, size), conflict=True)
+    return Verdict(label, sents[si], _next(sents, si, size))
+
+
+def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
+    """(weight, label, sentence index, a mere possibility?) for one verdict term, or None when it is none."""
+    clauses, sents, hedged, either = layout
+    pos, end = m.start(), m.end()
+    ci, si = bisect_right(clauses, pos) - 1, bisect_right(sents, pos) - 1
+    # Every look-around stops REACH characters away, so a run-on answer (a model repeating itself until
+    # the token limit) costs linear time, not quadratic.
+    start, sent = max(clauses[ci], pos - w.REACH), max(sents[si], pos - w.REACH)
+    stop = min(_next(clauses, ci, len(text)), end + w.REACH)
+    spans = hedged.get(ci, [])  # the nearest disclaimers before and after, if no "but" separates them
+    i = bisect_right(spans, (pos,))
+    gaps = ([(spans[i - 1][1], pos)] if i else []) + ([(end, spans[i][0])] if i < len(spans) else [])
+    if any(hi - lo < w.REACH and not hits(w.CONTRAST, text, lo, hi) for lo, hi in gaps):
+        return None
+    ends = either.get(si, [])  # rescued only by a "but"/"however" after the last both-ways hedge before it
+    if ends and (
+        (j := bisect_right(ends, pos) - 1) < 0 or not hits(w.CONCLUDE, text, max(ends[j], sent), pos)
+    ):
+        return None
+    segment, scope = start, start  # the clause up to the term, and the window before it that qualifies it
+    for hit in hits(w.CUT, text, start, pos):
+        scope = max(scope, hit.end())
+        segment = hit.start() if hit.group() in w.CONTRAST_WORDS else segment
+    cut = max(scope, pos - 80)
+    prefix = text[cut:pos]
+    line = text.rfind("\n", 0, pos) + 1
+    sent_end = _next(sents, si, len(text))
+    if text[:sent_end].rstrip().endswith("?"):  # a question: a verdict only when answered yes or no
+        return _answered(text, m, sent_end, sents)
+    if hits(w.NEUTRAL, text, cut, pos) or w.LEGEND.search(text, max(0, pos - 30), pos) or w.HEADING.match(text, line):
+        return None
+    if w.KEY_END.match(text, end) and "**" in text[line:pos] or w.UNPROVEN.search(text, scope, pos):
+        return None
+    if not (hits(w.CUE, text, cut, pos) or "n't" in prefix or "'s" in prefix):
+        after = hits(w.CONTRAST, text, end, stop)
+        if len(prefix.split()) > 2 or len(text[end : after[0].start() if after else stop].split()) > 3:
+            return None
+    label = "real" if is_real(m.group()) else "synthetic"
+    # A negator anywhere in the clause reaches the term: "no signs of editing that would indicate AI generation".
+    if (len(hits(w.NEG, text, scope, pos)) + text.count("n't", scope, pos)) % 2:
+        label = w.FLIP[label]
+    if w.LIKELIHOOD_OF.search(prefix) and (level := _level(text, sent, pos, end, stop)):
+        if level == "mid":  # "the likelihood of it being real: Medium" decides nothing
+            return None
+        label = w.FLIP[label] if level == "low" else label
+    maybe = bool(hits(w.MAYBE, text, cut, pos)) and not hits(w.LEAN, text, cut, pos)
+    if maybe or w.APPEAR.search(text, cut, pos):  # a possibility, or about looks only: never outweighs a verdict
+        return 0, label, si, maybe
+    weight = 1 + bool(hits(w.CONCLUDE, text, sent, pos)) + (si == 0 < len(sents) - 1)
+    led = ci > 0 and clauses[ci - 1] >= sents[si] and w.CONCEDE_LEAD.match(text, clauses[ci - 1], clauses[ci])
+    if hits(w.CONCEDE, text, segment, pos) or led:
+        weight -= 1
+    return weight, label, si, False
+
+
+def _answered(text: str, m: re.Match[str], sent_end: int, sents: list[int]) -> _Vote | None:
+    """The vote of a question with one verdict term when the next words answer it: "AI-generated? Likely no"."""
+    answer = w.YES_NO_AFTER.match(text, sent_end)
+    if answer is None:
+        return None
+    label = "real" if is_real(m.group()) else "synthetic"
+    si = bisect_right(sents, answer.start(1)) - 1
+    return 1, label if answer.group(1) == "yes" else w.FLIP[label], si, False
+
+
+def _level(text: str, sent: int, pos: int, end: int, stop: int) -> str | None:
+    """low | high | mid: the level stated for a likelihood, after the term or as a score before it."""
+    for m in w.LEVEL.finditer(text, end, min(stop + 40, len(text))):
+        return _level_name(m)
+    found = list(w.LEVEL.finditer(text, sent, pos))
+    return _level_name(found[-1]) if found and found[-1].group(4) else None
+
+
+def _level_name(m: re.Match[str]) -> str:
+    if m.group(4):
+        score = int(m.group(4))
+        return "low" if score <= 3 else "high" if score >= 7 else "mid"
+    return "low" if m.group(1) else "high" if m.group(2) else "mid"
+
+
+def _next(starts: list[int], index: int, default: int) -> int:
+    return starts[index + 1] if index + 1 < len(starts) else default
