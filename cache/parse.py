@@ -28,6 +28,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from cache import parse_words as w
@@ -188,7 +189,7 @@ def _from_prose(body: str) -> ParsedAnswer:
 def _read(low: str, start: int) -> tuple[_Reading, list[tuple[int, int]]] | None:
     """The reading of low[start:] (offsets into `low`) and the spans of its labelled lines, or None."""
     labelled: list[tuple[str, int, int]] = []
-    for m in w.LABELLED.finditer(low, start):
+    for m in _line_matches(w.LABELLED, low, start):
         value, at = m.group("value"), m.start("value")
         if not value.strip(" \t*_#:") and m.group("next") is not None:
             value, at = m.group("next"), m.start("next")
@@ -206,6 +207,17 @@ def _read(low: str, start: int) -> tuple[_Reading, list[tuple[int, int]]] | None
     if prose := scan(low[start:]):
         return _Reading(prose.label, prose.start + start, prose.end + start, "prose", prose.conflict), lines
     return None
+
+
+def _line_matches(pattern: re.Pattern[str], text: str, start: int = 0) -> Iterator[re.Match[str]]:
+    """Matches of a line pattern tried at each line start only (a (?m)^ pattern in finditer tries every position)."""
+    pos = start
+    while True:
+        if m := pattern.match(text, pos):
+            yield m
+        pos = text.find("\n", pos) + 1
+        if not pos:
+            return
 
 
 def _opening(low: str, start: int = 0) -> tuple[str, int, int] | None:
@@ -232,7 +244,7 @@ def _interpretation(body: str, low: str, spans: list[tuple[int, int]]) -> str | 
     """A section headed Interpretation/Findings/...; otherwise the text minus the verdict lines."""
     if "{" in low and (field := w.JSON_FIELD.search(low)):  # a JSON object too broken to load
         return body[field.start(1) : field.end(1)].strip() or None
-    headers = list(w.SECTION.finditer(low))
+    headers = list(_line_matches(w.SECTION, low))
     if section := min(headers, key=lambda h: w.SECTION_RANK.get(h.group("name"), 1), default=None):
         # It ends at the next verdict or confidence line, or the next header that is not a list item
         # (Gemini nests "* **Findings:** ..." bullets inside its Interpretation section).

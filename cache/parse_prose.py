@@ -85,9 +85,11 @@ def scan(text: str) -> Verdict | None:
             paired_until = pair.end()
         elif vote := _vote(text, m, (clauses, sents, hedged, either)):
             votes.append(vote)
-    refusal = next(iter(hits(w.REFUSE, text)), None)
     # A refusal up front outweighs mere possibilities ("I can't view images. Unusual textures might indicate...").
-    if votes and (refusal is None or refusal.start() >= sents[1 % len(sents)] or not all(v[3] for v in votes)):
+    if votes and not all(vote[3] for vote in votes):
+        return _decide(votes, sents, len(text))
+    refusal = next(iter(hits(w.REFUSE, text, 0, sents[1] if votes and len(sents) > 1 else len(text))), None)
+    if votes and refusal is None:
         return _decide(votes, sents, len(text))
     marker = refusal or min(hedges, key=lambda h: h.start(), default=None)
     if marker is None:
@@ -131,40 +133,65 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
         (j := bisect_right(ends, pos) - 1) < 0 or not hits(w.CONCLUDE, text, max(ends[j], sent), pos)
     ):
         return None
+    sent_end = _next(sents, si, len(text))
+    if _last_char(text, sent_end) == "?":  # a question: a verdict only when answered yes or no
+        return _answered(text, m, sent_end, sents)
     segment, scope = start, start  # the clause up to the term, and the window before it that qualifies it
     for hit in hits(w.CUT, text, start, pos):
         scope = max(scope, hit.end())
         segment = hit.start() if hit.group() in w.CONTRAST_WORDS else segment
     cut = max(scope, pos - 80)
-    prefix = text[cut:pos]
-    line = text.rfind("\n", 0, pos) + 1
-    sent_end = _next(sents, si, len(text))
-    if text[:sent_end].rstrip().endswith("?"):  # a question: a verdict only when answered yes or no
-        return _answered(text, m, sent_end, sents)
-    if hits(w.NEUTRAL, text, cut, pos) or w.LEGEND.search(text, max(0, pos - 30), pos) or w.HEADING.match(text, line):
+    if not _is_verdict(text, m, cut, scope, stop):
         return None
-    if w.KEY_END.match(text, end) and "**" in text[line:pos] or w.UNPROVEN.search(text, scope, pos):
-        return None
-    if not (hits(w.CUE, text, cut, pos) or "n't" in prefix or "'s" in prefix):
-        after = hits(w.CONTRAST, text, end, stop)
-        if len(prefix.split()) > 2 or len(text[end : after[0].start() if after else stop].split()) > 3:
-            return None
     label = "real" if is_real(m.group()) else "synthetic"
     # A negator anywhere in the clause reaches the term: "no signs of editing that would indicate AI generation".
     if (len(hits(w.NEG, text, scope, pos)) + text.count("n't", scope, pos)) % 2:
         label = w.FLIP[label]
-    if w.LIKELIHOOD_OF.search(prefix) and (level := _level(text, sent, pos, end, stop)):
+    prefix = text[cut:pos]
+    if _NUMBERED.search(prefix) and w.LIKELIHOOD_OF.search(prefix) and (level := _level(text, sent, pos, end, stop)):
         if level == "mid":  # "the likelihood of it being real: Medium" decides nothing
             return None
         label = w.FLIP[label] if level == "low" else label
     maybe = bool(hits(w.MAYBE, text, cut, pos)) and not hits(w.LEAN, text, cut, pos)
-    if maybe or w.APPEAR.search(text, cut, pos):  # a possibility, or about looks only: never outweighs a verdict
+    if maybe or _LOOKS.search(prefix) and w.APPEAR.search(prefix):  # a possibility, or looks only: never decides
         return 0, label, si, maybe
     weight = 1 + bool(hits(w.CONCLUDE, text, sent, pos)) + (si == 0 < len(sents) - 1)
     led = ci > 0 and clauses[ci - 1] >= sents[si] and w.CONCEDE_LEAD.match(text, clauses[ci - 1], clauses[ci])
-    if hits(w.CONCEDE, text, segment, pos) or led:
-        weight -= 1
-    return weight, label, si, False
+    return weight - bool(hits(w.CONCEDE, text, segment, pos) or led), label, si, False
+
+
+# Cheap gates in front of patterns that would otherwise try every position of the window.
+_NUMBERED = re.compile(r"lihood|probab|chance|odds|\d")
+_LOOKS = re.compile(r"look|seem|appear")
+_PROOF = re.compile(r"definit|conclusiv|absolut|certaint")
+
+
+def _is_verdict(text: str, m: re.Match[str], cut: int, scope: int, stop: int) -> bool:
+    """Whether the term stands in a verdict context (not a heading, a legend, a comparison, a disclaimer)."""
+    pos, end = m.start(), m.end()
+    line = text.rfind("\n", 0, pos) + 1
+    if w.HEADING.match(text, line) or hits(w.NEUTRAL, text, cut, pos):
+        return False
+    if w.KEY_END.match(text, end) and "**" in text[line:pos]:  # "**Signs of AI generation**:" names a key
+        return False
+    legend = text[max(0, pos - 30) : pos]
+    if ("=" in legend or ":" in legend) and w.LEGEND.search(legend):
+        return False
+    if _PROOF.search(text, scope, pos) and w.UNPROVEN.search(text, scope, pos):
+        return False
+    prefix = text[cut:pos]
+    if hits(w.CUE, text, cut, pos) or "n't" in prefix or "'s" in prefix:
+        return True
+    after = hits(w.CONTRAST, text, end, stop)  # no cue: only a clause of its own is a verdict
+    return len(prefix.split()) <= 2 and len(text[end : after[0].start() if after else stop].split()) <= 3
+
+
+def _last_char(text: str, end: int) -> str:
+    """The last non-space character of text[:end] ('' if none)."""
+    at = end - 1
+    while at >= 0 and text[at].isspace():
+        at -= 1
+    return text[at] if at >= 0 else ""
 
 
 def _answered(text: str, m: re.Match[str], sent_end: int, sents: list[int]) -> _Vote | None:
