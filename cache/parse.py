@@ -83,7 +83,12 @@ def parse_answer(
     if answer.span is None:
         return answer
     shift = len(raw) - len(raw.lstrip())  # spans were found in the stripped text
-    return ParsedAnswer(**{**answer.__dict__, "span": (answer.span[0] + shift, answer.span[1] + shift)})
+    start, end = answer.span[0] + shift, answer.span[1] + shift
+    while start < end and raw[start].isspace():  # the words themselves, not the blanks around them
+        start += 1
+    while end > start and raw[end - 1].isspace():
+        end -= 1
+    return ParsedAnswer(**{**answer.__dict__, "span": (start, end) if end > start else None})
 
 
 def _result(reading: _Reading | None, confidence: float | None, interpretation: str | None) -> ParsedAnswer:

@@ -145,7 +145,8 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
         return None
     label = "real" if is_real(m.group()) else "synthetic"
     # A negator anywhere in the clause reaches the term: "no signs of editing that would indicate AI generation".
-    if (len(hits(w.NEG, text, scope, pos)) + text.count("n't", scope, pos)) % 2:
+    negators = [n for n in hits(w.NEG, text, scope, pos) if not _ends_before(text, n, pos)]
+    if (len(negators) + text.count("n't", scope, pos)) % 2:
         label = w.FLIP[label]
     prefix = text[cut:pos]
     if _NUMBERED.search(prefix) and w.LIKELIHOOD_OF.search(prefix) and (level := _level(text, sent, pos, end, stop)):
@@ -155,15 +156,22 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
     maybe = bool(hits(w.MAYBE, text, cut, pos)) and not hits(w.LEAN, text, cut, pos)
     if maybe or _LOOKS.search(prefix) and w.APPEAR.search(prefix):  # a possibility, or looks only: never decides
         return 0, label, si, maybe
-    weight = 1 + bool(hits(w.CONCLUDE, text, sent, pos)) + (si == 0 < len(sents) - 1)
+    # An opening statement followed by its reasoning ("This image appears to be real. Here's why: ...").
+    weight = 1 + bool(hits(w.CONCLUDE, text, sent, pos)) + (si == 0 and len(sents) > _REASONED)
     led = ci > 0 and clauses[ci - 1] >= sents[si] and w.CONCEDE_LEAD.match(text, clauses[ci - 1], clauses[ci])
     return weight - bool(hits(w.CONCEDE, text, segment, pos) or led), label, si, False
 
 
+_REASONED = 4  # sentences after which an answer's first sentence counts as its opening statement
 # Cheap gates in front of patterns that would otherwise try every position of the window.
 _NUMBERED = re.compile(r"lihood|probab|chance|odds|\d")
 _LOOKS = re.compile(r"look|seem|appear")
 _PROOF = re.compile(r"definit|conclusiv|absolut|certaint")
+
+
+def _ends_before(text: str, negator: re.Match[str], pos: int) -> bool:
+    """Whether a negating noun's scope ends before `pos`: "the absence of artifacts supports (that it is real)"."""
+    return negator.group().split()[0] in w.NOMINAL_NEG and bool(w.MAIN_VERB.search(text, negator.end(), pos))
 
 
 def _is_verdict(text: str, m: re.Match[str], cut: int, scope: int, stop: int) -> bool:

@@ -93,6 +93,9 @@ NEG = alts(  # "n't" is counted separately: it does not start a word
     r"not(?!_only) no(?!_(?:doubt|question)) never nothing none neither nor cannot without lacks? lacking absence"
     r" absent free_of than unlikely doubt(?<!no\sdoubt)(?:s|ful)? non"
 )
+# "the lack of artifacts suggests that it is real": a negating noun does not reach past the verb of its clause.
+NOMINAL_NEG = ("lack", "lacks", "lacking", "absence", "absent", "without", "free")
+MAIN_VERB = re.compile(r"\b(?:suggests|indicates|supports?|confirms|shows|points|means|implies|makes|leads)\b")
 CONTRAST_WORDS = ("but", "however", "although", "though", "yet", "whereas", "while", "whilst")
 CONTRAST = alts(" ".join(CONTRAST_WORDS))  # starts a new clause
 # A negation or a cue does not reach back past these. ("or" is not one: "no signs of editing or AI generation")

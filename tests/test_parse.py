@@ -176,7 +176,8 @@ TRICKY = [
         "a GAN.",
         "synthetic",
     ),
-    ("The image appears real. The image appears synthetic.", "uncertain"),  # no way to decide
+    # Two verdicts and no way to decide: a conflict for a person to look at, not a hedge (see test_provenance).
+    ("The image appears real. The image appears synthetic.", "unparseable"),
     ("It could be real, but it might also be synthetic.", "uncertain"),
     ("It could be either, but I lean towards real.", "real"),
     ("It could be either.", "uncertain"),
@@ -201,7 +202,7 @@ TRICKY = [
     ("It is similar to a real fundus photograph in its colour balance.", "unparseable"),  # a comparison
     ("It's hard to say whether this is real or synthetic, but it seems real.", "real"),
     ("The image is likely real, although synthetic images can look very similar.", "real"),
-    ("This image is synthetic, but it looks very real.", "uncertain"),  # looks vs. verdict: no conclusion
+    ("This image is synthetic, but it looks very real.", "synthetic"),  # "looks real" is about appearance
 ]
 
 JSON_STYLE = [
@@ -258,8 +259,9 @@ def test_empty_and_blocked(
 ) -> None:
     answer = parse_answer(text, finish_reason, refusal)
     assert answer.label == label
-    if not (text or "").strip():
-        assert answer == ParsedAnswer(label, None, None)
+    if not (text or "").strip():  # nothing to read: no span, nothing for a person to review
+        rule = "refusal" if label == "refused" else "empty"
+        assert answer == ParsedAnswer(label, None, None, rule, None, False)
 
 
 @pytest.mark.parametrize(
@@ -354,18 +356,20 @@ def test_json_interpretation_is_exactly_the_field() -> None:
         + "\n```"
     )
     answer = parse_answer(text + "\nLet me know if you need more detail.")
-    assert answer == ParsedAnswer("synthetic", 0.85, field)
+    assert (answer.label, answer.confidence, answer.interpretation, answer.rule) == ("synthetic", 0.85, field, "json")
 
 
 def test_spans_survive_characters_whose_lowercase_is_longer() -> None:
     # "\u0130".lower() is two characters; the interpretation must still be cut at the right place.
-    answer = parse_answer("Synthetic. \u0130mage of a fundus; \u0130STANBUL camera.")
-    assert answer == ParsedAnswer("synthetic", None, "\u0130mage of a fundus; \u0130STANBUL camera.")
+    text = "Synthetic. \u0130mage of a fundus; \u0130STANBUL camera."
+    answer = parse_answer(text)
+    assert answer == ParsedAnswer("synthetic", None, "\u0130mage of a fundus; \u0130STANBUL camera.", "opening", (0, 10))
+    assert text[slice(*answer.span)] == "Synthetic."
 
 
 def test_json_interpretation_falls_back_to_description() -> None:
     answer = parse_answer('{"verdict": "real", "description": "PA chest film.", "reasoning": "grain"}')
-    assert answer == ParsedAnswer("real", None, "PA chest film.")
+    assert (answer.label, answer.confidence, answer.interpretation) == ("real", None, "PA chest film.")
 
 
 GEMINI_1KB = (
