@@ -27,8 +27,8 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from cache import parse_words as w
@@ -76,7 +76,9 @@ def parse_answer(
     body = raw.strip()
     blocked = bool(finish_reason and w.BLOCKED.search(finish_reason))
     if not body:
-        return ParsedAnswer(*(("refused", None, None, "refusal") if blocked else ("unparseable", None, None, "empty")))
+        return ParsedAnswer(
+            *(("refused", None, None, "refusal") if blocked else ("unparseable", None, None, "empty"))
+        )
     answer = (_from_json(body) if "{" in body else None) or _from_prose(body)
     if blocked and answer.label == "unparseable":
         return ParsedAnswer("refused", answer.confidence, answer.interpretation, "refusal")
@@ -230,7 +232,11 @@ def _opening(low: str, start: int = 0) -> tuple[str, int, int] | None:
     lead = w.OPENING.match(low, start)
     at = lead.end() if lead else start  # (the pattern always matches, maybe empty)
     term = w.TERM.match(low, at)
-    if term and at < len(low) and not (w.PAIR_SYNTHETIC if _is_real(term) else w.PAIR_REAL).match(low, term.end()):
+    if (
+        term
+        and at < len(low)
+        and not (w.PAIR_SYNTHETIC if _is_real(term) else w.PAIR_REAL).match(low, term.end())
+    ):
         label = "real" if _is_real(term) else "synthetic"
         label = w.FLIP[label] if lead and _NOT.search(lead.group()) else label
     elif low.startswith("uncertain", at):

@@ -149,12 +149,18 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
     if (len(negators) + text.count("n't", scope, pos)) % 2:
         label = w.FLIP[label]
     prefix = text[cut:pos]
-    if _NUMBERED.search(prefix) and w.LIKELIHOOD_OF.search(prefix) and (level := _level(text, sent, pos, end, stop)):
+    if (
+        _NUMBERED.search(prefix)
+        and w.LIKELIHOOD_OF.search(prefix)
+        and (level := _level(text, sent, pos, end, stop))
+    ):
         if level == "mid":  # "the likelihood of it being real: Medium" decides nothing
             return None
         label = w.FLIP[label] if level == "low" else label
     maybe = bool(hits(w.MAYBE, text, cut, pos)) and not hits(w.LEAN, text, cut, pos)
-    if maybe or _LOOKS.search(prefix) and w.APPEAR.search(prefix):  # a possibility, or looks only: never decides
+    if (
+        maybe or _LOOKS.search(prefix) and w.APPEAR.search(prefix)
+    ):  # a possibility, or looks only: never decides
         return 0, label, si, maybe
     # An opening statement followed by its reasoning ("This image appears to be real. Here's why: ...").
     weight = 1 + bool(hits(w.CONCLUDE, text, sent, pos)) + (si == 0 and len(sents) > _REASONED)

@@ -54,11 +54,15 @@ REAL_WORDS = ("real", "authentic", "genuine", "pristine", "unaltered", "unmanipu
 _REAL_TERMS = r"real(?![-\s](?:world|life|time|estate|looking)\b) authentic genuine pristine unaltered unmanipulated unedited"
 # ... or by any plural noun right after it ("consistent with real explosions", "or synthetic textures").
 _ANY_PLURAL = r"(?![\s-]+[a-z]{3,}s(?<!ss)(?<!us)(?<!is)\b)"
-TERMS = branches(f"{_REAL_TERMS} {SYNTHETIC_TERMS}", rf"\b(?!(?:[\s-]+[\w-]+){{0,2}}?\s+(?:{_PLURAL})\b){_ANY_PLURAL}")
+TERMS = branches(
+    f"{_REAL_TERMS} {SYNTHETIC_TERMS}", rf"\b(?!(?:[\s-]+[\w-]+){{0,2}}?\s+(?:{_PLURAL})\b){_ANY_PLURAL}"
+)
 TERM = trie(TERMS)
 # "real or synthetic", "real, manipulated, or AI-generated": a term paired with its opposite names the question.
 _OR = r"\s*(?:,\s*(?:manipulated|edited|altered)\s*,?\s*)?(?:or|and|/|vs\.?|versus)\s*"
-PAIR_SYNTHETIC = re.compile(rf"{_OR}(?:synthetic|fake|artificial|ai\b|ai[-\s]?generated|generated|manipulated)\b")
+PAIR_SYNTHETIC = re.compile(
+    rf"{_OR}(?:synthetic|fake|artificial|ai\b|ai[-\s]?generated|generated|manipulated)\b"
+)
 PAIR_REAL = re.compile(rf"{_OR}(?:real|authentic|genuine)\b")
 _VERB = (
     r"\s+(?:\w+\s+){0,2}?(?:say|tell|determine|know|distinguish|differentiate|decide|judge|ascertain|verify|confirm"
@@ -95,7 +99,9 @@ NEG = alts(  # "n't" is counted separately: it does not start a word
 )
 # "the lack of artifacts suggests that it is real": a negating noun does not reach past the verb of its clause.
 NOMINAL_NEG = ("lack", "lacks", "lacking", "absence", "absent", "without", "free")
-MAIN_VERB = re.compile(r"\b(?:suggests|indicates|supports?|confirms|shows|points|means|implies|makes|leads)\b")
+MAIN_VERB = re.compile(
+    r"\b(?:suggests|indicates|supports?|confirms|shows|points|means|implies|makes|leads)\b"
+)
 CONTRAST_WORDS = ("but", "however", "although", "though", "yet", "whereas", "while", "whilst")
 CONTRAST = alts(" ".join(CONTRAST_WORDS))  # starts a new clause
 # A negation or a cue does not reach back past these. ("or" is not one: "no signs of editing or AI generation")
@@ -178,7 +184,9 @@ SECTION = re.compile(  # a header line; the text under it up to the next header 
     r"|explanation|reasoning|rationale)(?:\s+of\s+(?:the\s+)?image)?[*_ \t]*(?::[*_ \t]*|$)"
 )
 SECTION_RANK = {"interpretation": 0, "explanation": 2, "reasoning": 2, "rationale": 2}  # others: 1
-JSON_FIELD = re.compile(r"[\"'](?:interpretation|description|findings|reasoning)[\"']\s*:\s*[\"']((?:[^\"\\\n]|\\.)+)")
+JSON_FIELD = re.compile(
+    r"[\"'](?:interpretation|description|findings|reasoning)[\"']\s*:\s*[\"']((?:[^\"\\\n]|\\.)+)"
+)
 CONF_LINE = re.compile(
     rf"(?i){LINE_LEAD}(?:confidence|certainty)(?:\s+(?:level|score))?[*_ \t]*[:=\u2014\u2013-][^\n]*\n?"
 )
