@@ -2,18 +2,26 @@
 
 - A verdict term counts only in a verdict context: after a copula or judgement cue ("is", "appears to be",
   "likely", "I believe", "not"), or as a clause of its own ("Definitely synthetic."). Generic mentions do not
-  count: plurals ("real fundus images typically..."), "real-world", "realistic", "real or synthetic",
-  "whether it is real", "resembles a real photograph".
-- An odd number of negators before the term in its clause flips it ("not a real photograph", "no signs of
-  editing or AI generation"); an even number does not ("nothing suggests it isn't genuine").
+  count: plurals ("real fundus images typically...", "consistent with real explosions"), "real-world",
+  "realistic", "artificial lighting", "real or synthetic", "whether it is real", "resembles a real photograph",
+  headings ("### Signs of AI generation"), "Key:" labels, scale legends ("0 = certainly real"), conditionals
+  ("if ..., then it's fake"), checklists ("look for signs of manipulation").
+- A question counts only when the next words answer it: "Is the image AI-generated? -> Likely no" is real.
+- An odd number of negators in the clause before the term flips it ("not a real photograph", "no signs of
+  editing that would indicate manipulation or AI generation"); an even number does not ("nothing suggests it
+  isn't genuine"). A negating noun stops at its clause's verb ("the lack of artifacts supports that it is real").
+  "No definitive evidence of X" is a disclaimer, not a verdict. "The likelihood of it being AI-generated is
+  low" (or "3 out of 10") is real; "... is medium" is no verdict.
 - A committed verdict beats a refusal, a refusal beats a hedge: "It's hard to be certain, but this appears
-  real" is real; "I'm unable to view images" with no verdict is refused; "I cannot tell" is uncertain.
+  real" is real; "I'm unable to view images" is refused (also when only possibilities follow); "I cannot tell"
+  is uncertain.
 - Hedges naming both options ("could be either", "might also be", "neither real nor synthetic") void the
   verdicts of their sentence, except those after a later "but"/"however".
-- Each verdict weighs 1, minus 1 when conceded, about looks only, or a mere possibility ("although it looks
-  real", "it could be AI-generated"), plus 1 after a concluding marker ("overall", "based on these
-  observations", "however"). The heaviest verdicts decide; if they disagree, the last one wins when it is a
-  stated conclusion (weight 2); otherwise the rules found a conflict and a person should look.
+- Each verdict weighs 1, plus 1 after a concluding marker ("overall", "based on these observations",
+  "however") or as the opening statement of a reasoned answer, minus 1 when conceded ("although ... real"). A
+  possibility ("it could be AI-generated") or a remark on looks ("it looks real") weighs 0. The heaviest
+  verdicts decide by the number of sentences saying each; on a tie the last wins if it is a stated conclusion
+  (weight 2), otherwise the rules found a conflict and a person should look.
 """
 
 from __future__ import annotations
@@ -143,21 +151,11 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
     cut = max(scope, pos - 80)
     if not _is_verdict(text, m, cut, scope, stop):
         return None
-    label = "real" if is_real(m.group()) else "synthetic"
-    # A negator anywhere in the clause reaches the term: "no signs of editing that would indicate AI generation".
-    negators = [n for n in hits(w.NEG, text, scope, pos) if not _ends_before(text, n, pos)]
-    if (len(negators) + text.count("n't", scope, pos)) % 2:
-        label = w.FLIP[label]
-    prefix = text[cut:pos]
-    if (
-        _NUMBERED.search(prefix)
-        and w.LIKELIHOOD_OF.search(prefix)
-        and (level := _level(text, sent, pos, end, stop))
-    ):
-        if level == "mid":  # "the likelihood of it being real: Medium" decides nothing
-            return None
-        label = w.FLIP[label] if level == "low" else label
+    label = _label(text, m, (scope, cut, sent, stop))
+    if label is None:
+        return None
     maybe = bool(hits(w.MAYBE, text, cut, pos)) and not hits(w.LEAN, text, cut, pos)
+    prefix = text[cut:pos]
     if (
         maybe or _LOOKS.search(prefix) and w.APPEAR.search(prefix)
     ):  # a possibility, or looks only: never decides
@@ -166,6 +164,24 @@ def _vote(text: str, m: re.Match[str], layout: _Layout) -> _Vote | None:
     weight = 1 + bool(hits(w.CONCLUDE, text, sent, pos)) + (si == 0 and len(sents) > _REASONED)
     led = ci > 0 and clauses[ci - 1] >= sents[si] and w.CONCEDE_LEAD.match(text, clauses[ci - 1], clauses[ci])
     return weight - bool(hits(w.CONCEDE, text, segment, pos) or led), label, si, False
+
+
+def _label(text: str, m: re.Match[str], windows: tuple[int, int, int, int]) -> str | None:
+    """The label a verdict term gives after negations and a stated likelihood; None for "likelihood: medium"."""
+    scope, cut, sent, stop = windows
+    pos, end = m.start(), m.end()
+    label = "real" if is_real(m.group()) else "synthetic"
+    # A negator anywhere in the clause reaches the term: "no signs of editing that would indicate AI generation".
+    negators = [n for n in hits(w.NEG, text, scope, pos) if not _ends_before(text, n, pos)]
+    if (len(negators) + text.count("n't", scope, pos)) % 2:
+        label = w.FLIP[label]
+    prefix = text[cut:pos]
+    if not (_NUMBERED.search(prefix) and w.LIKELIHOOD_OF.search(prefix)):
+        return label
+    level = _level(text, sent, pos, end, stop)
+    if level == "mid":  # "the likelihood of it being real: Medium" decides nothing
+        return None
+    return w.FLIP[label] if level == "low" else label
 
 
 _REASONED = 4  # sentences after which an answer's first sentence counts as its opening statement
