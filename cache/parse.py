@@ -34,11 +34,12 @@ from typing import Any, NamedTuple
 
 from cache import parse_words as w
 from cache.parse_prose import Verdict, scan
+from cache.schema import PARSER_RULES
 
 #: Bumped whenever a rule change can change a reading; stored with every reading (``parser_version``).
 PARSER_VERSION = "2"
-#: The rules `parse_answer` decides by (part of cache.schema.LABEL_RULES).
-RULES = ("refusal", "empty", "json", "labelled_line", "opening", "prose", "none")
+#: The rules `parse_answer` decides by (declared with the others in cache.schema.LABEL_RULES).
+RULES = PARSER_RULES
 
 
 @dataclass(frozen=True)
