@@ -11,8 +11,11 @@
   ``1e-5``) is left alone, and numeric columns are never touched, so a negative number stays a
   number. A cell that already starts with a quote gets one more, so ``csv_uncell`` (used when MedLens
   reads its own CSV back) restores every value exactly.
-- ``md_escape``: a Markdown table cell with HTML (``<``, ``>``, ``&``) as entities, Markdown syntax
-  (links, images, emphasis, code, pipes) backslash-escaped and autolinks (``http://``, ``www.``) broken.
+- ``md_escape``: a Markdown (GFM) table cell that stays text. A cell holding HTML (``<``, ``>``), link
+  or image syntax (``](``, ``][``, ``]:``, ``![``) or an autolink trigger (``://``, ``www.``, ``@``) is
+  written as a code span, where Markdown renders nothing: no tag, no link, no autolink (entities
+  or backslashes would not do: renderers decode them before linking bare URLs). Other cells are
+  left readable; pipes and backslashes are escaped in every cell.
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u
 _CONTROLS_TABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
-_AUTOLINK = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*):(?=//)|\b(www)\.")
+_MD_RISKY = re.compile(r"(?i)[<>`]|\]\s*[(\[:]|!\[|://|www\.|@|&#?\w+;")
 
 
 def printable(text: str, *, keep_newlines: bool = True) -> str:
@@ -88,10 +90,13 @@ def csv_uncell(value: str) -> str:
 
 
 def md_escape(text: str) -> str:
-    """A Markdown table cell: HTML as entities, syntax escaped, autolinks broken, one line."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_SPECIAL.sub(r"\\\1", printable(text, keep_newlines=False))
-    return _AUTOLINK.sub(lambda m: f"{m.group(1)}&#58;" if m.group(1) else f"{m.group(2)}&#46;", text)
+    """A GFM table cell that renders as the text itself (see the module notes); one line."""
+    text = printable(text, keep_newlines=False)
+    if _MD_RISKY.search(text):
+        fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+        cell = text.replace("|", "\\|")  # GFM splits a row into cells before it reads code spans
+        return f"{fence} {cell} {fence}"
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 @contextlib.contextmanager

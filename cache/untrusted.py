@@ -20,6 +20,7 @@ one of these checks, and every file is opened only if it is a regular file no bi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -41,7 +42,12 @@ class UnsafeValue(ValueError):
 
 
 class UnreadableFile(OSError):
-    """A file refused before reading: not a regular file, or over its size cap."""
+    """A file refused before reading: ``kind`` is "not_a_file" (FIFO, socket, device, folder) or
+    "too_large" (over its size cap)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def is_sha256(value: object) -> bool:
@@ -93,13 +99,20 @@ def open_regular(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
     Raises FileNotFoundError / PermissionError as ``open`` does, UnreadableFile for the rest.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO with no writer returns at once
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO with no writer returns at once
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # ENXIO: a socket (or a device with no driver)
+            raise
+        raise UnreadableFile(f"{path}: {file_kind(os.stat(path).st_mode)}, not a regular file",
+                             "not_a_file") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFile(f"{path}: {file_kind(info.st_mode)}, not a regular file")
+            raise UnreadableFile(f"{path}: {file_kind(info.st_mode)}, not a regular file", "not_a_file")
         if max_bytes is not None and info.st_size > max_bytes:
-            raise UnreadableFile(f"{path}: {info.st_size:,} bytes, more than the limit of {max_bytes:,}")
+            raise UnreadableFile(f"{path}: {info.st_size:,} bytes, more than the limit of {max_bytes:,}",
+                                 "too_large")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -113,7 +126,7 @@ def read_capped(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     with open_regular(path, max_bytes) as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:  # it grew after the size check
-        raise UnreadableFile(f"{path}: more than the limit of {max_bytes:,} bytes")
+        raise UnreadableFile(f"{path}: more than the limit of {max_bytes:,} bytes", "too_large")
     return data
 
 
@@ -144,3 +157,21 @@ def foreign_parts(paths: list[Path]) -> list[tuple[Path, str]]:
         if missing:
             found.append((path, f"not a MedLens part (no column {', '.join(missing)})"))
     return found
+
+
+_PARQUET_NAME = re.compile(r"""([^'"\s*\[\],]+\.parquet)""")
+
+
+def describe_read_failure(exc: BaseException, parts: list[Path]) -> str:
+    """One line on why a store could not be read, naming the file when one is to blame: a foreign
+    Parquet file among ``parts``, else the part the error message names."""
+    foreign = foreign_parts(parts)
+    if foreign:
+        path, reason = foreign[0]
+        return f"{path} is {reason}; move it out of {path.parent}"
+    lines = str(exc).strip().splitlines()
+    message = " ".join(lines[0].split())[:300] if lines else type(exc).__name__
+    named = _PARQUET_NAME.search(message)
+    if named:
+        return f"{named.group(1)} is damaged or not a MedLens part ({message}); move it out of the store's responses/"
+    return message

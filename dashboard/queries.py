@@ -169,12 +169,8 @@ def confound_warnings(runs: list[dict[str, Any]], modalities: list[str] | tuple[
 
 
 def thumbnail(root: str, image_sha256: str) -> bytes | None:
-    """The stored JPEG thumbnail of an image, or None."""
-    path = Store(root).thumb_path(image_sha256)
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
+    """The stored JPEG thumbnail of an image, or None (also for an id from a link that is no sha256)."""
+    return Store(root).read_thumb(image_sha256)
 
 
 # -- metrics (cache.metrics) ---------------------------------------------------------------------
