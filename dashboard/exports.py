@@ -66,11 +66,18 @@ def figure_bytes(fig: go.Figure, fmt: str = "png", *, width: int = 1000, height:
 def to_csv(df: pd.DataFrame) -> bytes:
     """UTF-8 CSV without the index, safe to open in a spreadsheet: text cells starting with = + - @
     tab or CR get a leading quote (cache.textsafe.csv_cell, as OWASP recommends); numeric columns
-    and plain numbers are left alone, so a negative number stays a number. Secrets are scrubbed."""
-    safe = df.rename(columns=lambda c: csv_cell(scrub_secrets(str(c))))
+    and plain numbers are left alone, so a negative number stays a number. A CR inside a text cell
+    becomes a newline (pandas quotes newlines, not a lone CR). Secrets are scrubbed."""
+
+    def text(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return csv_cell(scrub_secrets(value)).replace("\r\n", "\n").replace("\r", "\n")
+
+    safe = df.rename(columns=lambda c: text(str(c)))
     for column in safe.columns:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(lambda v: csv_cell(scrub_secrets(v)) if isinstance(v, str) else v)
+            safe[column] = safe[column].map(text)
     return safe.to_csv(index=False).encode("utf-8")
 
 
