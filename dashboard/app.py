@@ -17,6 +17,7 @@ if str(REPO) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.pat
     sys.path.insert(0, str(REPO))
 
 import streamlit as st  # noqa: E402
+from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from cache.bundle import BundleError  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
@@ -55,14 +56,17 @@ def main() -> None:
     except (BundleError, OSError) as exc:  # a damaged, oversized or altered bundle: one line naming it
         st.error(f"Cannot open the store: {ui.literal(exc)}")
         st.stop()
+    notice = st.container()  # on top of the page: what is wrong with the store, in one line
     try:
-        show(root)
+        show(root, notice)
     except Exception as exc:  # noqa: BLE001  (the page's error boundary; st.stop/rerun are BaseException)
-        ui.store_failure(root, exc)
+        with notice:
+            ui.store_failure(root, exc)
 
 
-def show(root: str) -> None:
-    """Sidebar, context and the chosen page for the store folder ``root``."""
+def show(root: str, notice: DeltaGenerator) -> None:
+    """Sidebar, context and the chosen page for the store folder ``root``; foreign files under
+    responses/ are named in ``notice`` once the page has run (if it fails, the failure names them)."""
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)
                                 for index, (script, title, url, icon) in enumerate(PAGES)])
     signature = queries.store_signature(root)
@@ -77,6 +81,9 @@ def show(root: str) -> None:
     if demo:  # say plainly what the demo holds: no cloud model answered anything here
         st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()
+    with notice:
+        for path, reason in queries.foreign_parts(root, signature):
+            st.warning(f"{ui.literal(path)} is {reason}; move it out of the store's responses/ folder.", icon="⚠️")
 
 
 main()

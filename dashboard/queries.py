@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from cache import bundle
+from cache import bundle, untrusted
 from cache import metrics as cm
 from cache.metrics import Filters
 from cache.store import Store
@@ -73,6 +73,12 @@ def store_signature(root: str) -> str:
                     continue
                 count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
     return f"{count}:{size}:{newest}"
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def foreign_parts(root: str, signature: str) -> list[tuple[str, str]]:
+    """(file, reason) for Parquet files under responses/ that are not MedLens parts (footers only)."""
+    return [(str(path), reason) for path, reason in untrusted.foreign_parts(Store(root).part_paths())]
 
 
 def has_parts(signature: str) -> bool:
