@@ -62,7 +62,8 @@ def test_any_16_character_fragment_of_a_known_secret_is_cut() -> None:
         for start in range(len(piece) - 15):
             assert piece[start : start + 16] not in out, (piece, out)
         assert out.startswith("the proxy echoed [redacted]") and out.endswith("(truncated)")
-    ordinary = "The key findings: smooth vessels; token-like texture; no secret here. See http://example.org/a"
+    ordinary = ("The key findings: smooth vessels; token-like texture; no secret here. Basic anatomy is normal, "
+                "basic morphology intact; the token budget ran out. See http://example.org/a@b")
     assert redact.scrub_secrets(ordinary) == ordinary
 
 
