@@ -85,7 +85,9 @@ def open_store(path: str | os.PathLike[str]) -> Store:
             return Store(final)
         raise BundleError(f"{path}: no writable folder to extract it into (set MEDLENS_BUNDLE_CACHE)")
     if path.suffix.lower() == ".zip":
-        raise BundleError(f"{path}: {'not a zip file (damaged or truncated?)' if path.exists() else 'file not found'}")
+        raise BundleError(
+            f"{path}: {'not a zip file (damaged or truncated?)' if path.exists() else 'file not found'}"
+        )
     return Store(path)
 
 
@@ -135,8 +137,10 @@ def read_manifest(zip_path: Path, archive: zipfile.ZipFile) -> tuple[bytes, dict
     if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"{zip_path}: {MANIFEST}: bundle_version {version!r} is not a number")
     if version > BUNDLE_VERSION:
-        raise BundleError(f"{zip_path}: bundle version {version} is newer than this MedLens reads "
-                          f"({BUNDLE_VERSION}); upgrade MedLens")
+        raise BundleError(
+            f"{zip_path}: bundle version {version} is newer than this MedLens reads "
+            f"({BUNDLE_VERSION}); upgrade MedLens"
+        )
     _check_entries(zip_path, archive, manifest["files"])
     return data, manifest
 
@@ -169,18 +173,26 @@ def _check_entries(zip_path: Path, archive: zipfile.ZipFile, files: list[Any]) -
         except KeyError:
             raise BundleError(f"{zip_path}: {name} is listed in {MANIFEST} but missing") from None
         if size > cap or info.file_size > cap:
-            raise BundleError(f"{zip_path}: {name} declares {max(size, info.file_size):,} bytes, more than "
-                              f"the limit of {cap:,} for a {Path(name).suffix} member; refusing the bundle")
+            raise BundleError(
+                f"{zip_path}: {name} declares {max(size, info.file_size):,} bytes, more than "
+                f"the limit of {cap:,} for a {Path(name).suffix} member; refusing the bundle"
+            )
         if info.file_size != size:
-            raise BundleError(f"{zip_path}: {name} is {info.file_size:,} bytes in the zip, {MANIFEST} says "
-                              f"{size:,}; the bundle is damaged or was altered")
+            raise BundleError(
+                f"{zip_path}: {name} is {info.file_size:,} bytes in the zip, {MANIFEST} says "
+                f"{size:,}; the bundle is damaged or was altered"
+            )
         if info.file_size > MiB and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise BundleError(f"{zip_path}: {name} inflates {info.file_size / max(info.compress_size, 1):,.0f}:1 "
-                              f"(more than {MAX_RATIO}:1): a zip bomb, not a MedLens bundle; refusing it")
+            raise BundleError(
+                f"{zip_path}: {name} inflates {info.file_size / max(info.compress_size, 1):,.0f}:1 "
+                f"(more than {MAX_RATIO}:1): a zip bomb, not a MedLens bundle; refusing it"
+            )
         total += size
     if total > MAX_TOTAL_BYTES:
-        raise BundleError(f"{zip_path}: its files add up to {total:,} bytes, more than the limit of "
-                          f"{MAX_TOTAL_BYTES:,}; refusing the bundle")
+        raise BundleError(
+            f"{zip_path}: its files add up to {total:,} bytes, more than the limit of "
+            f"{MAX_TOTAL_BYTES:,}; refusing the bundle"
+        )
 
 
 def _read_member(zip_path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
@@ -202,17 +214,22 @@ def _copy_member(zip_path: Path, archive: zipfile.ZipFile, entry: dict[str, Any]
         for block in iter(lambda: member.read(_BLOCK), b""):
             written += len(block)
             if written > size:
-                raise BundleError(f"{zip_path}: {name} inflates past the {size:,} bytes {MANIFEST} declares; "
-                                  "the bundle is damaged or was altered")
+                raise BundleError(
+                    f"{zip_path}: {name} inflates past the {size:,} bytes {MANIFEST} declares; "
+                    "the bundle is damaged or was altered"
+                )
             digest.update(block)
             out.write(block)
     if written != size or digest.hexdigest() != entry["sha256"]:
-        raise BundleError(f"{zip_path}: {name} has sha256 {digest.hexdigest()} ({written:,} bytes), {MANIFEST} "
-                          f"says {entry['sha256']} ({size:,} bytes); the bundle is damaged or was altered")
+        raise BundleError(
+            f"{zip_path}: {name} has sha256 {digest.hexdigest()} ({written:,} bytes), {MANIFEST} "
+            f"says {entry['sha256']} ({size:,} bytes); the bundle is damaged or was altered"
+        )
 
 
-def _extract(zip_path: Path, archive: zipfile.ZipFile, manifest_bytes: bytes, manifest: dict[str, Any],
-             final: Path) -> None:
+def _extract(
+    zip_path: Path, archive: zipfile.ZipFile, manifest_bytes: bytes, manifest: dict[str, Any], final: Path
+) -> None:
     staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         staging.mkdir(mode=0o700)
@@ -236,11 +253,15 @@ def check_part_values(source: Path, parts: list[Path]) -> None:
             schema = pq.read_schema(part)
             missing = [c for c in PART_COLUMNS if c not in schema.names]
             if missing:
-                raise BundleError(f"{source}: {part.name} is not a MedLens part (no column {', '.join(missing)})")
+                raise BundleError(
+                    f"{source}: {part.name} is not a MedLens part (no column {', '.join(missing)})"
+                )
             columns = [c for c in ("image_sha256", "run_id") if c in schema.names]
             table = pq.read_table(part, columns=columns)
         except (OSError, pa.ArrowException) as exc:
-            raise BundleError(f"{source}: {part.name} is not a readable Parquet file ({str(exc)[:120]})") from None
+            raise BundleError(
+                f"{source}: {part.name} is not a readable Parquet file ({str(exc)[:120]})"
+            ) from None
         for column, pattern in (("image_sha256", SHA256), ("run_id", RUN_ID)):
             if column not in table.column_names:
                 continue
@@ -248,8 +269,10 @@ def check_part_values(source: Path, parts: list[Path]) -> None:
             bad = pc.invert(pc.match_substring_regex(values, f"^(?:{pattern.pattern})$"))
             if pc.any(bad).as_py():
                 example = pc.filter(values, bad)[0].as_py()
-                raise BundleError(f"{source}: {part.name}: {pc.sum(bad).as_py()} row(s) hold a {column} that "
-                                  f"cannot be a file name (e.g. {example[:60]!r}); refusing the bundle")
+                raise BundleError(
+                    f"{source}: {part.name}: {pc.sum(bad).as_py()} row(s) hold a {column} that "
+                    f"cannot be a file name (e.g. {example[:60]!r}); refusing the bundle"
+                )
 
 
 def _still_intact(final: Path, manifest_bytes: bytes, manifest: dict[str, Any]) -> bool:
@@ -293,8 +316,9 @@ def _folder_bytes(folder: Path) -> int:
     return sum(os.lstat(os.path.join(d, f)).st_size for d, _dirs, files in os.walk(folder) for f in files)
 
 
-def prune_cache(base: Path, keep: Path | None = None, max_bundles: int | None = None,
-                max_bytes: int | None = None) -> list[Path]:
+def prune_cache(
+    base: Path, keep: Path | None = None, max_bundles: int | None = None, max_bytes: int | None = None
+) -> list[Path]:
     """Remove the least recently used extractions until at most ``max_bundles`` (MAX_CACHED_BUNDLES)
     and ``max_bytes`` (MAX_CACHE_BYTES) remain; ``keep`` is never removed. Returns what was removed."""
     max_bundles = MAX_CACHED_BUNDLES if max_bundles is None else max_bundles

@@ -70,21 +70,35 @@ def _basic(match: re.Match[str]) -> str:
 _KEY_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], Any], ...] = (
     (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"), ("sk-",), REDACTED),  # OpenAI and compatible
     (re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{20,}"), ("aiza",), REDACTED),  # Google
-    (re.compile(r"(?<![A-Za-z0-9])(?:ghp|gho|ghs|github_pat|xox[abp]|hf)_[A-Za-z0-9_\-]{16,}"),
-     ("ghp_", "gho_", "ghs_", "github_pat_", "xox", "hf_"), REDACTED),
+    (
+        re.compile(r"(?<![A-Za-z0-9])(?:ghp|gho|ghs|github_pat|xox[abp]|hf)_[A-Za-z0-9_\-]{16,}"),
+        ("ghp_", "gho_", "ghs_", "github_pat_", "xox", "hf_"),
+        REDACTED,
+    ),
     # URL userinfo: everything between '://' and '@' in the authority (no '/' in between)
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^\s/@'\"<>\\]+@"), ("://",), _userinfo),
     (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=\-]{6,}"), ("bearer",), _keep_prefix),
     (re.compile(r"(?i)(\bbasic\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])"), ("basic",), _basic),
-    (re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|password)=)[^&\s'\"]+"), ("=",), _keep_prefix),
-    (re.compile(r"(?i)((?:x-goog-api-key|api[_-]?key|authorization|proxy-authorization|access[_-]?token|secret|"
-                r"password)['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|digest|token)\s+)?[^\s'\",}]+"),
-     ("api", "authorization", "access", "secret", "password"), _keep_prefix),
+    (
+        re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|password)=)[^&\s'\"]+"),
+        ("=",),
+        _keep_prefix,
+    ),
+    (
+        re.compile(
+            r"(?i)((?:x-goog-api-key|api[_-]?key|authorization|proxy-authorization|access[_-]?token|secret|"
+            r"password)['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|digest|token)\s+)?[^\s'\",}]+"
+        ),
+        ("api", "authorization", "access", "secret", "password"),
+        _keep_prefix,
+    ),
 )
 # An absolute path in free text: not preceded by a word, ':' or '/', so URLs and relative paths stay.
 _ABS_PATH = re.compile(r"(?<![\w:/.~\\-])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\'\":,;()<>\[\]{}|]+){2,}")
 #: RE2 prefilter: a text without any of these cannot hold a key shape (secret values are added per call)
-_SHAPES = r"(?i:sk-|aiza|bearer|basic|key|token|authori|access|secret|passw|_pat_|gh[pos]_|xox|hf_|://[^/\s]*@)"
+_SHAPES = (
+    r"(?i:sk-|aiza|bearer|basic|key|token|authori|access|secret|passw|_pat_|gh[pos]_|xox|hf_|://[^/\s]*@)"
+)
 _PATHS = r"[/\\~]"
 
 
@@ -122,14 +136,24 @@ def _userinfo_secrets(url: str) -> set[str]:
     if not password:
         return set()
     plain = f"{unquote(user)}:{unquote(password)}"
-    return {password, unquote(password), f"{user}:{password}", plain, base64.b64encode(plain.encode()).decode()}
+    return {
+        password,
+        unquote(password),
+        f"{user}:{password}",
+        plain,
+        base64.b64encode(plain.encode()).decode(),
+    }
 
 
 @functools.lru_cache(maxsize=8)
 def _anchors(values: tuple[str, ...]) -> tuple[str, ...]:
     """Aligned 8-character pieces of each long value: any 16-character fragment contains one."""
-    pieces = {v[i : i + FRAGMENT // 2] for v in values if len(v) >= FRAGMENT
-              for i in range(0, len(v) - FRAGMENT // 2 + 1, FRAGMENT // 2)}
+    pieces = {
+        v[i : i + FRAGMENT // 2]
+        for v in values
+        if len(v) >= FRAGMENT
+        for i in range(0, len(v) - FRAGMENT // 2 + 1, FRAGMENT // 2)
+    }
     return tuple(sorted(pieces))
 
 
@@ -210,13 +234,18 @@ def _re2_literal(text: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _prefilter(values: tuple[str, ...], paths: bool) -> str:
-    literals = [_re2_literal(v) for v in values if len(v) < FRAGMENT] + [_re2_literal(p) for p in _anchors(values)]
+    literals = [_re2_literal(v) for v in values if len(v) < FRAGMENT] + [
+        _re2_literal(p) for p in _anchors(values)
+    ]
     return "|".join([_SHAPES, *([_PATHS] if paths else []), *literals])
 
 
 def _text_columns(table: pa.Table, skip: frozenset[str]) -> list[str]:
-    return [f.name for f in table.schema
-            if f.name not in skip and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+    return [
+        f.name
+        for f in table.schema
+        if f.name not in skip and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
 
 
 def _scrub_columns(table: pa.Table, fn: Callable[[str], str], pattern: str, skip: frozenset[str]) -> pa.Table:
@@ -248,8 +277,9 @@ def _scrub_columns(table: pa.Table, fn: Callable[[str], str], pattern: str, skip
 def scrub_secrets_table(table: pa.Table) -> pa.Table:
     """The table with scrub_secrets applied to every text column but the hashes (store writes)."""
     values = secret_values()
-    return _scrub_columns(table, functools.partial(scrub_secrets, values=values), _prefilter(values, False),
-                          HASH_COLUMNS)
+    return _scrub_columns(
+        table, functools.partial(scrub_secrets, values=values), _prefilter(values, False), HASH_COLUMNS
+    )
 
 
 def scrub_table(table: pa.Table) -> pa.Table:
@@ -257,11 +287,18 @@ def scrub_table(table: pa.Table) -> pa.Table:
     if "image_path" in table.column_names:
         paths = table.column("image_path").to_pylist()
         index = table.column_names.index("image_path")
-        table = table.set_column(index, table.schema.field("image_path"),
-                                 pa.array([safe_image_path(p) for p in paths], table.schema.field("image_path").type))
+        table = table.set_column(
+            index,
+            table.schema.field("image_path"),
+            pa.array([safe_image_path(p) for p in paths], table.schema.field("image_path").type),
+        )
     values = secret_values()
-    return _scrub_columns(table, functools.partial(scrub_text, values=values), _prefilter(values, True),
-                          HASH_COLUMNS | {"image_path"})
+    return _scrub_columns(
+        table,
+        functools.partial(scrub_text, values=values),
+        _prefilter(values, True),
+        HASH_COLUMNS | {"image_path"},
+    )
 
 
 def clean_jpeg(data: bytes) -> bytes:

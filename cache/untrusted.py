@@ -104,15 +104,17 @@ def open_regular(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
     except OSError as exc:
         if exc.errno != errno.ENXIO:  # ENXIO: a socket (or a device with no driver)
             raise
-        raise UnreadableFile(f"{path}: {file_kind(os.stat(path).st_mode)}, not a regular file",
-                             "not_a_file") from None
+        raise UnreadableFile(
+            f"{path}: {file_kind(os.stat(path).st_mode)}, not a regular file", "not_a_file"
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnreadableFile(f"{path}: {file_kind(info.st_mode)}, not a regular file", "not_a_file")
         if max_bytes is not None and info.st_size > max_bytes:
-            raise UnreadableFile(f"{path}: {info.st_size:,} bytes, more than the limit of {max_bytes:,}",
-                                 "too_large")
+            raise UnreadableFile(
+                f"{path}: {info.st_size:,} bytes, more than the limit of {max_bytes:,}", "too_large"
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

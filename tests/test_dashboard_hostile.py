@@ -62,7 +62,9 @@ def test_a_damaged_part_is_named_on_every_page(store: Path, monkeypatch: pytest.
         _assert_polite(_run(monkeypatch, store, page), "part-zz-damaged.parquet")
 
 
-def test_a_foreign_parquet_file_is_named_not_a_traceback(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_foreign_parquet_file_is_named_not_a_traceback(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), store / "responses" / "notes.parquet")
     for page in PAGES:
         at = _run(monkeypatch, store, page)
@@ -76,7 +78,9 @@ def test_a_foreign_parquet_file_is_named_not_a_traceback(store: Path, monkeypatc
     assert "clash.parquet" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_a_damaged_bundle_is_named_on_the_page(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_damaged_bundle_is_named_on_the_page(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bundle = tmp_path / "results.zip"
     export_bundle(Store(store), bundle)
     raw = bytearray(bundle.read_bytes())  # one byte of the stored Parquet flipped: a CRC error

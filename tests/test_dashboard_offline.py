@@ -18,8 +18,11 @@ import pytest
 from tests.dashboard_fixture import build_fixture_store
 from tests.dashboard_server import PAGES, browser_missing, chromium, streamlit_server, wait_idle
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")]
-ICON_LINKS = "() => Array.from(document.querySelectorAll('link[rel~=\"icon\"], link[rel=\"shortcut icon\"]')).map((l) => l.href)"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or ""),
+]
+ICON_LINKS = '() => Array.from(document.querySelectorAll(\'link[rel~="icon"], link[rel="shortcut icon"]\')).map((l) => l.href)'
 
 
 def _local(url: str) -> bool:
@@ -31,7 +34,9 @@ def test_no_request_leaves_loopback_on_any_page(tmp_path: Path) -> None:
     fx = build_fixture_store(tmp_path / "fixture")
     store = tmp_path / "store"
     shutil.copytree(fx.root, store)
-    (store / "demo.json").write_text(json.dumps({"demo": True, "contents": "Demo contents."}))  # the info box too
+    (store / "demo.json").write_text(
+        json.dumps({"demo": True, "contents": "Demo contents."})
+    )  # the info box too
     requests: list[str] = []
     icons: list[str] = []
     with streamlit_server(store) as server, chromium() as page:

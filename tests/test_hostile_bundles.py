@@ -87,7 +87,10 @@ def _evil_files(sha: str) -> dict[str, bytes]:
     """A bundle's files: one row pointing at ``sha``, and one honest thumbnail (so thumbs/ exists and
     a climbing path resolves, as it would in any real bundle)."""
     good = hashlib.sha256(b"good").hexdigest()
-    return {"responses/bundle.parquet": _parquet([_row(sha), _row(good)]), f"thumbs/{good}.jpg": _jpeg((9, 9, 9))}
+    return {
+        "responses/bundle.parquet": _parquet([_row(sha), _row(good)]),
+        f"thumbs/{good}.jpg": _jpeg((9, 9, 9)),
+    }
 
 
 def test_report_never_embeds_a_file_a_bundle_points_at(tmp_path: Path) -> None:
@@ -132,13 +135,25 @@ def test_import_never_writes_outside_the_store(tmp_path: Path) -> None:
 
 def test_run_ids_and_member_names_cannot_climb(tmp_path: Path) -> None:
     sha = hashlib.sha256(b"x").hexdigest()
-    bundle = make_bundle(tmp_path / "runs.zip", {"responses/bundle.parquet": _parquet([_row(sha, run_id="../../x")])})
+    bundle = make_bundle(
+        tmp_path / "runs.zip", {"responses/bundle.parquet": _parquet([_row(sha, run_id="../../x")])}
+    )
     _one_line_error(cli("cache", "--store", str(bundle), "stats", check=False), "run_id")
-    runs = make_bundle(tmp_path / "runs2.zip", {"responses/bundle.parquet": _parquet([_row(sha)]),
-                                                "runs/../../../../escaped.json": b"{}"})
-    _one_line_error(cli("cache", "--store", str(tmp_path / "t"), "import", str(runs), check=False), "unsafe member")
+    runs = make_bundle(
+        tmp_path / "runs2.zip",
+        {"responses/bundle.parquet": _parquet([_row(sha)]), "runs/../../../../escaped.json": b"{}"},
+    )
+    _one_line_error(
+        cli("cache", "--store", str(tmp_path / "t"), "import", str(runs), check=False), "unsafe member"
+    )
     assert not list(tmp_path.rglob("escaped.json"))
-    for name in ("runs/../../x.json", "thumbs/not-a-sha.jpg", "responses/../x.parquet", "other.bin", "/abs.txt"):
+    for name in (
+        "runs/../../x.json",
+        "thumbs/not-a-sha.jpg",
+        "responses/../x.parquet",
+        "other.bin",
+        "/abs.txt",
+    ):
         bad = make_bundle(tmp_path / "member.zip", {name: b"{}"})
         with pytest.raises(BundleError, match="unsafe member name"):
             open_store(bad)
@@ -163,7 +178,9 @@ def test_export_never_ships_a_file_a_row_points_at(tmp_path: Path) -> None:
     assert secret.read_bytes() not in content and b"never shipped" not in content
     assert sorted(map(str, table.column("image_sha256").to_pylist())) == sorted([good, "None"])
     assert set(table.column("run_id").to_pylist()) == {"run-1", None}
-    cli("cache", "--store", str(tmp_path / "again"), "import", str(tmp_path / "out.zip"))  # the receiver accepts it
+    cli(
+        "cache", "--store", str(tmp_path / "again"), "import", str(tmp_path / "out.zip")
+    )  # the receiver accepts it
 
 
 # -- sizes, damage -----------------------------------------------------------------------------------
@@ -178,8 +195,9 @@ def bomb(tmp_path_factory) -> Path:
                 member.write(block)
                 digest.update(block)
         entry = {"path": "responses/bundle.parquet", "sha256": digest.hexdigest(), "bytes": 2 * GiB}
-        archive.writestr("manifest.json", json.dumps({"format": "medlens-bundle", "bundle_version": 1,
-                                                      "files": [entry]}))
+        archive.writestr(
+            "manifest.json", json.dumps({"format": "medlens-bundle", "bundle_version": 1, "files": [entry]})
+        )
     return path
 
 
@@ -189,8 +207,14 @@ def _peak_rss_mb(*args: str) -> tuple[subprocess.CompletedProcess, float, float]
             "p = subprocess.run([sys.executable, '-m', *sys.argv[1:]], capture_output=True, text=True); "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.monotonic() - t); "
             "print(p.returncode); sys.stderr.write(p.stderr)")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     peak_kb, seconds = proc.stdout.split()[:2]
     child = subprocess.CompletedProcess(args, int(proc.stdout.split()[2]), "", proc.stderr)
     return child, int(peak_kb) / 1024, float(seconds)
@@ -198,8 +222,10 @@ def _peak_rss_mb(*args: str) -> tuple[subprocess.CompletedProcess, float, float]
 
 def test_a_zip_bomb_fails_fast_with_bounded_memory(bomb: Path, tmp_path: Path) -> None:
     assert 1.5e6 < bomb.stat().st_size < 2.5e6
-    for command in (("cache", "--store", str(tmp_path / "t"), "import", str(bomb)),
-                    ("cache", "--store", str(bomb), "stats")):
+    for command in (
+        ("cache", "--store", str(tmp_path / "t"), "import", str(bomb)),
+        ("cache", "--store", str(bomb), "stats"),
+    ):
         proc, peak_mb, seconds = _peak_rss_mb(*command)
         print(f"{command[-1]}: peak RSS {peak_mb:.0f} MB, {seconds:.1f} s")
         assert peak_mb < 500 and seconds < 30, (peak_mb, seconds)
@@ -231,33 +257,55 @@ def test_damaged_zips_and_malformed_manifests_exit_2_with_one_line(tmp_path: Pat
     crc = tmp_path / "crc.zip"  # a stored member with one byte flipped: the CRC no longer matches
     with zipfile.ZipFile(crc, "w", zipfile.ZIP_STORED) as archive:
         payload = _parquet([_row(sha)])
-        entry = {"path": "responses/bundle.parquet", "sha256": hashlib.sha256(payload).hexdigest(),
-                 "bytes": len(payload)}
+        entry = {
+            "path": "responses/bundle.parquet",
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "bytes": len(payload),
+        }
         archive.writestr("manifest.json", json.dumps({"format": "medlens-bundle", "files": [entry]}))
         archive.writestr("responses/bundle.parquet", payload)
     blob = bytearray(crc.read_bytes())
     blob[blob.index(b"PAR1") + 40] ^= 0xFF
     crc.write_bytes(bytes(blob))
     cases = {truncated: "not a zip file", crc: "damaged"}
-    for number, manifest in enumerate([
-        {"files": [{"path": "responses/bundle.parquet"}]},  # no sha256, no bytes
-        {"files": [17]},
-        {"files": "everything"},
-        {"bundle_version": "one"},
-        {"files": [{"path": "responses/bundle.parquet", "sha256": "abc", "bytes": 10}]},
-        {"files": [{"path": "responses/bundle.parquet", "sha256": sha, "bytes": -1}]},
-    ]):
-        cases[make_bundle(tmp_path / f"m{number}.zip", {"responses/bundle.parquet": b"x"}, manifest)] = "manifest"
+    for number, manifest in enumerate(
+        [
+            {"files": [{"path": "responses/bundle.parquet"}]},  # no sha256, no bytes
+            {"files": [17]},
+            {"files": "everything"},
+            {"bundle_version": "one"},
+            {"files": [{"path": "responses/bundle.parquet", "sha256": "abc", "bytes": 10}]},
+            {"files": [{"path": "responses/bundle.parquet", "sha256": sha, "bytes": -1}]},
+        ]
+    ):
+        cases[make_bundle(tmp_path / f"m{number}.zip", {"responses/bundle.parquet": b"x"}, manifest)] = (
+            "manifest"
+        )
     big = bytes(3 << 20)  # the zip header says 3 MiB, the manifest 100 bytes
-    cases[make_bundle(tmp_path / "lies.zip", {"responses/bundle.parquet": big},
-                      {"files": [{"path": "responses/bundle.parquet", "sha256": hashlib.sha256(big).hexdigest(),
-                                  "bytes": 100}]})] = "manifest.json says"
+    cases[
+        make_bundle(
+            tmp_path / "lies.zip",
+            {"responses/bundle.parquet": big},
+            {
+                "files": [
+                    {
+                        "path": "responses/bundle.parquet",
+                        "sha256": hashlib.sha256(big).hexdigest(),
+                        "bytes": 100,
+                    }
+                ]
+            },
+        )
+    ] = "manifest.json says"
     not_json = tmp_path / "notjson.zip"
     with zipfile.ZipFile(not_json, "w") as archive:
         archive.writestr("manifest.json", b"{not json")
     cases[not_json] = "manifest.json"
     for bundle, word in cases.items():
-        for args in (("--store", str(bundle), "stats"), ("--store", str(tmp_path / "t"), "import", str(bundle))):
+        for args in (
+            ("--store", str(bundle), "stats"),
+            ("--store", str(tmp_path / "t"), "import", str(bundle)),
+        ):
             _one_line_error(cli("cache", *args, check=False), bundle.name, word)
 
 
@@ -267,7 +315,9 @@ def _small_bundle(tmp_path: Path, seed: int) -> Path:
     return make_bundle(tmp_path / f"b{seed}.zip", {"responses/bundle.parquet": _parquet([_row(sha)])})
 
 
-def test_extraction_cache_is_bounded_and_pruned_oldest_first(tmp_path: Path, bundle_cache: Path, monkeypatch) -> None:
+def test_extraction_cache_is_bounded_and_pruned_oldest_first(
+    tmp_path: Path, bundle_cache: Path, monkeypatch
+) -> None:
     from cache import extract
 
     monkeypatch.setattr(extract, "MAX_CACHED_BUNDLES", 3)

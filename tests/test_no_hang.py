@@ -51,10 +51,24 @@ def test_scan_and_run_turn_special_files_into_error_rows_at_once(dataset: Path, 
     pipe, huge = "data/fundus/real/pipe.png", "data/fundus/real/huge.png"  # manifest-relative
     assert "wrote" in scan.stdout
     with OpenAIServer(default=("ok", "Real.")) as server:
-        run = cli("ingest", "run", "--manifest", str(manifest), "--model", f"compat:m@{server.base_url}",
-                  "--store", str(store), "--no-progress", timeout=TIMEOUT)
+        run = cli(
+            "ingest",
+            "run",
+            "--manifest",
+            str(manifest),
+            "--model",
+            f"compat:m@{server.base_url}",
+            "--store",
+            str(store),
+            "--no-progress",
+            timeout=TIMEOUT,
+        )
     elapsed = time.monotonic() - started
-    errors = {r["image_path"]: (r["error_type"], r["error_message"]) for r in store_rows(store) if r["status"] == "error"}
+    errors = {
+        r["image_path"]: (r["error_type"], r["error_message"])
+        for r in store_rows(store)
+        if r["status"] == "error"
+    }
     assert errors[pipe][0] == "image_not_a_file"
     assert "FIFO" in errors[pipe][1] and "pipe.png" in errors[pipe][1]
     assert errors[huge][0] == "image_too_large" and "3,221,225,472 bytes" in errors[huge][1]
@@ -62,16 +76,20 @@ def test_scan_and_run_turn_special_files_into_error_rows_at_once(dataset: Path, 
     assert "could not be read" in run.stdout and elapsed < TIMEOUT
 
 
-def test_a_fifo_given_as_manifest_prompt_or_answers_file_is_refused_at_once(dataset: Path, tmp_path: Path) -> None:
+def test_a_fifo_given_as_manifest_prompt_or_answers_file_is_refused_at_once(
+    dataset: Path, tmp_path: Path
+) -> None:
     fifo = tmp_path / "fifo.csv"
     os.mkfifo(fifo)
     prompt = tmp_path / "prompt.txt"
     os.mkfifo(prompt)
     manifest = tmp_path / "m.csv"
     cli("ingest", "scan", str(dataset), "--out", str(manifest), "--no-audit", timeout=TIMEOUT)
-    for args in (("run", "--manifest", str(fifo), "--model", "baseline:forensic"),
-                 ("run", "--manifest", str(manifest), "--model", "baseline:forensic", "--prompt", str(prompt)),
-                 ("import", str(fifo), "--manifest", str(manifest), "--model", "web")):
+    for args in (
+        ("run", "--manifest", str(fifo), "--model", "baseline:forensic"),
+        ("run", "--manifest", str(manifest), "--model", "baseline:forensic", "--prompt", str(prompt)),
+        ("import", str(fifo), "--manifest", str(manifest), "--model", "web"),
+    ):
         proc = cli("ingest", *args, "--store", str(tmp_path / "store"), check=False, timeout=TIMEOUT)
         assert proc.returncode == 2, proc.stderr
         assert "FIFO" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

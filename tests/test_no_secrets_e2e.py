@@ -45,16 +45,21 @@ def _decoded(suffix: str, data: bytes) -> str:
     if suffix == ".json":
         return json.dumps(json.loads(text), ensure_ascii=False)
     if suffix == ".jsonl":
-        return " ".join(json.dumps(json.loads(line), ensure_ascii=False) for line in text.splitlines() if line)
+        return " ".join(
+            json.dumps(json.loads(line), ensure_ascii=False) for line in text.splitlines() if line
+        )
     return html.unescape(text) if suffix == ".html" else text
 
 
 def _script(server, key: str) -> None:
     """Failures that echo the key, then (default) answers that echo the request's credentials."""
-    server.push(("status", 401, {}, f"Incorrect API key provided: {key}"),
-                ("status", 400, {}, f"bad request for {key}: image could not be decoded"),
-                ("status", 500, {}, f"internal error, key={key}"),
-                ("echo_status", 403), ("echo_status", 500))
+    server.push(
+        ("status", 401, {}, f"Incorrect API key provided: {key}"),
+        ("status", 400, {}, f"bad request for {key}: image could not be decoded"),
+        ("status", 500, {}, f"internal error, key={key}"),
+        ("echo_status", 403),
+        ("echo_status", 500),
+    )
 
 
 def test_keys_never_written_or_printed(tmp_path: Path) -> None:
@@ -63,24 +68,52 @@ def test_keys_never_written_or_printed(tmp_path: Path) -> None:
     cli("ingest", "scan", str(data), "--out", str(manifest))
     store = tmp_path / "store"
     outputs: list[tuple[str, str]] = []
-    with OpenAIServer(default=("echo",)) as oa, OpenAIServer(default=("echo",)) as compat, \
-            GeminiServer(default=("echo",)) as gem:
+    with (
+        OpenAIServer(default=("echo",)) as oa,
+        OpenAIServer(default=("echo",)) as compat,
+        GeminiServer(default=("echo",)) as gem,
+    ):
         for key, server in ((OPENAI_KEY, oa), (COMPAT_KEY, compat), (GEMINI_KEY, gem)):
             _script(server, key)
-        env = {"OPENAI_API_KEY": OPENAI_KEY, "GEMINI_API_KEY": GEMINI_KEY, "MEDLENS_COMPAT_API_KEY": COMPAT_KEY,
-               "OPENAI_BASE_URL": oa.base_url.replace("http://", f"http://{BASIC_USER}:{BASIC_PASSWORD}@"),
-               "GOOGLE_GEMINI_BASE_URL": gem.base_url}
-        models = ["--model", "openai:gpt-4o", "--model", "gemini:gemini-2.5-flash",
-                  "--model", f"compat:llava@{compat.base_url}"]
+        env = {
+            "OPENAI_API_KEY": OPENAI_KEY,
+            "GEMINI_API_KEY": GEMINI_KEY,
+            "MEDLENS_COMPAT_API_KEY": COMPAT_KEY,
+            "OPENAI_BASE_URL": oa.base_url.replace("http://", f"http://{BASIC_USER}:{BASIC_PASSWORD}@"),
+            "GOOGLE_GEMINI_BASE_URL": gem.base_url,
+        }
+        models = [
+            "--model",
+            "openai:gpt-4o",
+            "--model",
+            "gemini:gemini-2.5-flash",
+            "--model",
+            f"compat:llava@{compat.base_url}",
+        ]
         for _ in range(2):  # the second run retries the error rows of the first
-            proc = cli("ingest", "run", "--manifest", str(manifest), *models, "--store", str(store),
-                       "--max-attempts", "2", "--max-retry-wait", "0.1", env=env)
+            proc = cli(
+                "ingest",
+                "run",
+                "--manifest",
+                str(manifest),
+                *models,
+                "--store",
+                str(store),
+                "--max-attempts",
+                "2",
+                "--max-retry-wait",
+                "0.1",
+                env=env,
+            )
             outputs.append(("run stdout+stderr", proc.stdout + proc.stderr))
-        for args in (("ingest", "models"), ("cache", "--store", str(store), "stats"),
-                     ("cache", "--store", str(store), "metrics", "--json"),
-                     ("cache", "--store", str(store), "methods"),
-                     ("cache", "--store", str(store), "export", str(tmp_path / "b.zip")),
-                     ("cache", "--store", str(store), "report", str(tmp_path / "r.html"))):
+        for args in (
+            ("ingest", "models"),
+            ("cache", "--store", str(store), "stats"),
+            ("cache", "--store", str(store), "metrics", "--json"),
+            ("cache", "--store", str(store), "methods"),
+            ("cache", "--store", str(store), "export", str(tmp_path / "b.zip")),
+            ("cache", "--store", str(store), "report", str(tmp_path / "r.html")),
+        ):
             proc = cli(*args, env=env)
             outputs.append((" ".join(args[:3]), proc.stdout + proc.stderr))
         echoed = {server: server.requests for server in (oa, compat, gem)}
@@ -91,7 +124,9 @@ def test_keys_never_written_or_printed(tmp_path: Path) -> None:
     assert any(r["headers"].get("x-goog-api-key") == GEMINI_KEY for r in echoed[gem])
     assert {r["status"] for r in rows} == {"ok", "error"}
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) >= 18 and all("Your request said" in r["raw_text"] and "+" in r["model_version"] for r in ok)
+    assert len(ok) >= 18 and all(
+        "Your request said" in r["raw_text"] and "+" in r["model_version"] for r in ok
+    )
     for name, text in outputs:
         _assert_clean(name, text)
     written = [p for p in store.rglob("*") if p.is_file()] + [tmp_path / "r.html"]

