@@ -129,9 +129,6 @@ def describe_store_error(exc: BaseException, root: Path) -> str:
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     foreign = foreign_parts(store.part_paths())
     parts = [p for p in store.part_paths() if p not in {f for f, _ in foreign}]
-    for path, reason in foreign:  # named, and their rows left out of the counts below
-        print(f"warning: {path} is {reason}; its rows are not counted (move it out of {store.responses_dir})",
-              file=sys.stderr)
     con = store.connect()
     total, ok, errors = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error') "
@@ -151,6 +148,9 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         print(f"  {printable(str(model), keep_newlines=False):<40} ok {n_ok:>7}  error {n_err:>6}  {dates}")
     if len(parts) > 50:
         print(f"hint: {len(parts)} parts slow queries down; run `python -m cache compact`")
+    for path, reason in foreign:  # a foreign file is named; its rows were left out of the counts above
+        print(f"warning: {path} is {reason}; its rows are not counted (move it out of {store.responses_dir})",
+              file=sys.stderr)
     return 0
 
 

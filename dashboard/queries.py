@@ -151,9 +151,8 @@ def run_records(root: str, signature: str) -> list[dict[str, Any]]:
 @st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
 def demo_info(root: str, signature: str) -> dict[str, Any] | None:
     """The store's demo.json (written by `python -m data demo`), or None for a research store."""
-    path = Path(root) / "demo.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a small regular file of the store (a FIFO or a huge file here is refused, not waited on)
+        info = json.loads(untrusted.read_capped(Path(root) / "demo.json", untrusted.MiB))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("demo") else None
