@@ -14,7 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from cache.redact import scrub_secrets
 from cache.store import Store, resolve_store
+from cache.textsafe import safe_output
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = ()
 
@@ -99,6 +101,11 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with safe_output():  # nothing printed carries a secret or a terminal escape code (cache.textsafe)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "run": cmd_run, "import": cmd_import,
                "models": cmd_models, "prompts": cmd_prompts}[args.command]
@@ -113,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the CLI boundary: one readable line, traceback on request
         if os.environ.get("MEDLENS_DEBUG"):
             raise
-        from ingest.providers.retry import scrub
-
-        print(f"unexpected failure: {type(exc).__name__}: {scrub(str(exc))} "
+        print(f"unexpected failure: {type(exc).__name__}: {scrub_secrets(str(exc))} "
               "(set MEDLENS_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
