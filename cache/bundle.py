@@ -23,31 +23,34 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
-import uuid
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cache import __version__
+from cache.extract import (  # noqa: F401 (open_store, read_manifest, bundle_cache_dir: the public API)
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    MANIFEST,
+    BundleError,
+    bundle_cache_dir,
+    check_part_values,
+    open_store,
+    read_manifest,
+)
 from cache.methods import provenance
 from cache.metrics import Filters
-from cache.redact import clean_jpeg, safe_image_path, scrub_json, scrub_table
+from cache.redact import clean_jpeg, scrub_json, scrub_table
 from cache.schema import ARROW_SCHEMA, SCHEMA_VERSION
-from cache.store import Store, atomic_write_bytes, utcnow
+from cache.store import RUN_MAX_BYTES, Store, atomic_write_bytes, utcnow
+from cache.untrusted import RUN_ID, SHA256, is_run_id, is_sha256, read_capped
 
-BUNDLE_FORMAT = "medlens-bundle"
-BUNDLE_VERSION = 1
-MANIFEST = "manifest.json"
 PART = "responses/bundle.parquet"
-class BundleError(ValueError):
-    """A bundle that cannot be written, read or trusted (exit code 2); names the file and the fix."""
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -58,36 +61,39 @@ def export_bundle(store: Store, out: Path, filters: Filters | None = None) -> di
     table = con.sql(f"SELECT * FROM responses {where} ORDER BY created_at, key", params=params).to_arrow_table()
     if table.num_rows == 0:
         raise BundleError(f"{store.root}: no rows match the filters; nothing to export")
-    table = scrub_table(table)
+    table = _null_unsafe_ids(scrub_table(table))
     files: dict[str, bytes] = {}
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     files[PART] = buffer.getvalue()
-    for sha in sorted(set(table.column("image_sha256").drop_null().to_pylist())):
-        if store.thumb_path(sha).is_file():
-            try:
-                files[f"thumbs/{sha}.jpg"] = clean_jpeg(store.thumb_path(sha).read_bytes())
-            except (ValueError, OSError):  # not a readable JPEG: the bundle goes without this thumbnail
-                continue
-    for run_id in sorted(set(table.column("run_id").drop_null().to_pylist())):
-        path = store.runs_dir / f"{run_id}.json"
-        if path.is_file() and path.parent == store.runs_dir:
-            record = scrub_json(json.loads(path.read_text(encoding="utf-8")))
-            files[f"runs/{safe_image_path(run_id)}.json"] = _json_bytes(record)
-    if (store.root / "demo.json").is_file():  # still a demo; its counts describe what was exported
-        demo = scrub_json(json.loads((store.root / "demo.json").read_text()))
+    # image ids and run ids become member names: only valid ones (a store may hold rows imported by
+    # an older MedLens from a hostile bundle; their files are left behind)
+    for sha in sorted(s for s in set(table.column("image_sha256").drop_null().to_pylist()) if is_sha256(s)):
+        data = store.read_thumb(sha)
+        try:
+            if data is not None:
+                files[f"thumbs/{sha}.jpg"] = clean_jpeg(data)
+        except (ValueError, OSError):  # not a readable JPEG: the bundle goes without this thumbnail
+            continue
+    for run_id in sorted(r for r in set(table.column("run_id").drop_null().to_pylist()) if is_run_id(r)):
+        record = _read_json(store.run_path(run_id))
+        if record is not None:
+            files[f"runs/{run_id}.json"] = _json_bytes(scrub_json(record))
+    demo = _read_json(store.root / "demo.json")
+    if isinstance(demo, dict):  # still a demo; its counts describe what was exported
+        demo = scrub_json(demo)
         if filters is not None and _filters_dict(filters):
             images = len(set(table.column("image_sha256").drop_null().to_pylist()))
             demo |= {"images": images, "selection": _filters_dict(filters)}
         files["demo.json"] = _json_bytes(demo)
     con = duckdb.connect()
     con.register("bundle_rows", table)
-    files["provenance.json"] = _json_bytes(provenance(con, "bundle_rows") | {"filters": _filters_dict(filters)})
+    files["provenance.json"] = _json_bytes(scrub_json(provenance(con, "bundle_rows") | {"filters": _filters_dict(filters)}))
     files["README.txt"] = README.encode("utf-8")
     manifest = {
         "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "schema_version": SCHEMA_VERSION,
         "medlens_version": __version__, "created_at": utcnow().isoformat(),
-        "filters": _filters_dict(filters), "rows": table.num_rows,
+        "filters": scrub_json(_filters_dict(filters)), "rows": table.num_rows,
         "files": [{"path": n, "sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in sorted(files.items())],
     }  # fmt: skip
     zipped = io.BytesIO()
@@ -97,6 +103,25 @@ def export_bundle(store: Store, out: Path, filters: Filters | None = None) -> di
             archive.writestr(name, data, zipfile.ZIP_STORED if name.endswith((".jpg", ".parquet")) else None)
     atomic_write_bytes(Path(out), zipped.getvalue())
     return manifest
+
+
+def _null_unsafe_ids(table: pa.Table) -> pa.Table:
+    """image_sha256 / run_id values that could not be file names become NULL: never shipped onward."""
+    for name, pattern in (("image_sha256", SHA256), ("run_id", RUN_ID)):
+        column = table.column(name)
+        valid = pc.fill_null(pc.match_substring_regex(column, f"^(?:{pattern.pattern})$"), True)
+        if not pc.all(valid).as_py():
+            table = table.set_column(table.column_names.index(name), table.schema.field(name),
+                                     pc.if_else(valid, column, pa.scalar(None, column.type)))
+    return table
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file of the store (capped, regular files only), or None."""
+    try:
+        return json.loads(read_capped(path, RUN_MAX_BYTES))
+    except (OSError, ValueError):
+        return None
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -132,6 +157,7 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
         raise BundleError(f"{bundle}: holds no responses/*.parquet; is it a MedLens bundle or store?")
     if store.root.exists() and source.root.resolve() == store.root.resolve():
         raise BundleError(f"{bundle}: is the store itself; nothing to import")
+    check_part_values(Path(bundle), parts)  # a folder bundle is checked here, a zip on opening too
     con = duckdb.connect()
     incoming = con.sql("SELECT * FROM read_parquet(?, union_by_name=true)", params=[[str(p) for p in parts]]).to_arrow_table()
     con.register("incoming", incoming)
@@ -144,103 +170,23 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
     keep = con.sql(IMPORT_SQL).to_arrow_table()
     store.write_part(keep)
     thumbs = runs = 0
-    for sha in set(incoming.column("image_sha256").drop_null().to_pylist()):
-        src = source.thumb_path(sha)
-        if src.is_file() and not store.thumb_path(sha).exists():
-            store.write_thumb(sha, src.read_bytes())
+    for sha in sorted(set(incoming.column("image_sha256").drop_null().to_pylist())):  # checked: all sha256
+        data = source.read_thumb(sha)
+        if data is not None and not store.thumb_path(sha).exists():
+            try:
+                store.write_thumb(sha, clean_jpeg(data))
+            except (ValueError, OSError):  # not a JPEG: the store goes without this thumbnail
+                continue
             thumbs += 1
-    for path in sorted(source.runs_dir.glob("*.json")) if source.runs_dir.is_dir() else []:
-        if not (store.runs_dir / path.name).exists():
-            atomic_write_bytes(store.runs_dir / path.name, path.read_bytes())
+    names = sorted(p.name[:-5] for p in source.runs_dir.glob("*.json")) if source.runs_dir.is_dir() else []
+    for run_id in filter(is_run_id, names):
+        record = None if (source.runs_dir / f"{run_id}.json").is_symlink() else _read_json(source.run_path(run_id))
+        if isinstance(record, dict) and not store.run_path(run_id).exists():
+            atomic_write_bytes(store.run_path(run_id), _json_bytes(record))
             runs += 1
     added_ok = int(pc.sum(pc.equal(keep.column("status"), "ok")).as_py() or 0)
     return {"rows": incoming.num_rows, "added_ok": added_ok, "added_error": keep.num_rows - added_ok,
             "skipped": incoming.num_rows - keep.num_rows, "thumbs": thumbs, "runs": runs}
-
-
-# -- open -----------------------------------------------------------------------------------------
-def bundle_cache_dir() -> Path:
-    """Where opened bundles are extracted: $MEDLENS_BUNDLE_CACHE, else ~/.cache/medlens/bundles."""
-    if os.environ.get("MEDLENS_BUNDLE_CACHE"):
-        return Path(os.environ["MEDLENS_BUNDLE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "medlens" / "bundles"
-
-
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """A Store for a store folder, or for a bundle .zip extracted once (keyed by the zip's sha256).
-
-    A path that is not a zip file is taken as a store folder (which may not exist yet). Raises
-    BundleError for a missing, damaged or tampered .zip.
-    """
-    path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
-        digest = _sha256_file(path)
-        fallback = Path(tempfile.gettempdir()) / f"medlens-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        for base in (bundle_cache_dir(), fallback / "bundles"):
-            try:
-                return Store(_extract(path, base / digest))
-            except PermissionError:
-                continue
-        raise BundleError(f"{path}: no writable folder to extract it into (set MEDLENS_BUNDLE_CACHE)")
-    if path.suffix.lower() == ".zip":
-        raise BundleError(f"{path}: {'not a zip file' if path.exists() else 'file not found'}")
-    return Store(path)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _extract(zip_path: Path, final: Path) -> Path:
-    if (final / MANIFEST).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            manifest = read_manifest(zip_path, archive)
-            for entry in manifest["files"]:
-                name = entry["path"]
-                if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts or "\\" in name:
-                    raise BundleError(f"{zip_path}: unsafe member name {name!r}; refusing the bundle")
-                try:
-                    data = archive.read(name)
-                except KeyError:
-                    raise BundleError(f"{zip_path}: {name} is listed in {MANIFEST} but missing") from None
-                got = hashlib.sha256(data).hexdigest()
-                if got != entry["sha256"]:
-                    raise BundleError(f"{zip_path}: {name} has sha256 {got}, {MANIFEST} says {entry['sha256']}; "
-                                      "the bundle is damaged or was altered")
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                (staging / name).write_bytes(data)
-            (staging / MANIFEST).write_bytes(archive.read(MANIFEST))
-        try:
-            os.rename(staging, final)
-        except OSError:  # another process extracted the same bundle first
-            if not (final / MANIFEST).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
-
-
-def read_manifest(zip_path: Path, archive: zipfile.ZipFile) -> dict[str, Any]:
-    """The bundle's manifest, checked for format and version."""
-    try:
-        manifest = json.loads(archive.read(MANIFEST))
-    except (KeyError, ValueError):
-        raise BundleError(f"{zip_path}: no readable {MANIFEST}; not a MedLens bundle") from None
-    if manifest.get("format") != BUNDLE_FORMAT or not isinstance(manifest.get("files"), list):
-        raise BundleError(f"{zip_path}: {MANIFEST} is not a {BUNDLE_FORMAT} manifest")
-    if int(manifest.get("bundle_version", 0)) > BUNDLE_VERSION:
-        raise BundleError(f"{zip_path}: bundle version {manifest['bundle_version']} is newer than this MedLens "
-                          f"reads ({BUNDLE_VERSION}); upgrade MedLens")
-    return manifest
 
 
 README = """MedLens results bundle

@@ -1,4 +1,5 @@
-"""Command line of the store: ``stats | metrics [--json] | compact | export | import | report | methods``."""
+"""Command line of the store: ``stats | metrics [--json] | compact | reparse | export | import | report |
+methods | readers``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import duckdb
 from cache.bundle import BundleError, open_store
 from cache.metrics import Filters, group_metrics
 from cache.store import Store, resolve_store
+from cache.textsafe import printable, safe_output
+from cache.untrusted import foreign_parts
+
+#: a row of a MedLens part (a foreign Parquet file under responses/ gives rows without these)
+MEDLENS_ROW = "key IS NOT NULL AND status IS NOT NULL"
 
 METRIC_KEYS = (
     "model", "modality", "prompt_id", "n", "answered", "coverage", "accuracy", "accuracy_ci_low",
@@ -47,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(report)
     methods = sub.add_parser("methods", help="the methods-section paragraph for a paper")
     _filter_args(methods)
+    readers = sub.add_parser("readers", help="reader study: per-reader metrics, agreement, ROC and MRMC tables")
+    readers.add_argument("--json", action="store_true", help="print one JSON object")
+    readers.add_argument("--modality", action="append", default=[], help="only this modality (repeatable)")
     return parser
 
 
@@ -60,6 +69,11 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with safe_output():  # nothing printed carries a secret or a terminal escape code
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     # --store is accepted before or after the sub-command
     args, rest = parser.parse_known_args(argv)
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact, "export": cmd_export,
                "import": cmd_import, "report": cmd_report, "methods": cmd_methods,
-               "reparse": cmd_reparse}[args.command]
+               "reparse": cmd_reparse, "readers": cmd_readers}[args.command]
     try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
         store = Store(root) if args.command in writes else open_store(root)
         code = handler(store, args)
@@ -97,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except (duckdb.Error, OSError) as exc:  # the CLI boundary: one readable line, no traceback
         if os.environ.get("MEDLENS_DEBUG"):
             raise
+        foreign = foreign_parts(Store(root).part_paths()) if root.is_dir() else []
+        if foreign:  # one line naming the file that broke the query, and what to do
+            path, reason = foreign[0]
+            print(f"error: store {root}: {path} is {reason}; move it out of {root / 'responses'} "
+                  "and run the command again", file=sys.stderr)
+            return 1
         print(f"error: {describe_store_error(exc, root)}", file=sys.stderr)
         return 1
 
@@ -118,11 +138,12 @@ def describe_store_error(exc: BaseException, root: Path) -> str:
 
 
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
+    foreign = foreign_parts(store.part_paths())
+    parts = [p for p in store.part_paths() if p not in {f for f, _ in foreign}]
     con = store.connect()
     total, ok, errors = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error') "
-        "FROM responses").fetchone()
-    parts = store.part_paths()
+        f"FROM responses WHERE {MEDLENS_ROW}").fetchone()
     size = sum(p.stat().st_size for p in parts)
     print(f"store      {store.root}")
     print(f"rows       {total} ({ok} ok, {errors} error) in {len(parts)} part(s), {size / 1e6:.1f} MB")
@@ -132,11 +153,15 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     print(f"thumbnails {thumbs}; runs {len(store.runs())}")
     rows = con.execute(
         "SELECT model, count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error'), "
-        "min(created_at), max(created_at) FROM responses GROUP BY model ORDER BY model").fetchall()
+        f"min(created_at), max(created_at) FROM responses WHERE {MEDLENS_ROW} GROUP BY model ORDER BY model").fetchall()
     for model, n_ok, n_err, first, last in rows:
-        print(f"  {model:<40} ok {n_ok:>7}  error {n_err:>6}  {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
+        dates = f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}" if first and last else "no dates"
+        print(f"  {printable(str(model), keep_newlines=False):<40} ok {n_ok:>7}  error {n_err:>6}  {dates}")
     if len(parts) > 50:
         print(f"hint: {len(parts)} parts slow queries down; run `python -m cache compact`")
+    for path, reason in foreign:  # a foreign file is named; its rows were left out of the counts above
+        print(f"warning: {path} is {reason}; its rows are not counted (move it out of {store.responses_dir})",
+              file=sys.stderr)
     return 0
 
 
@@ -243,6 +268,14 @@ def cmd_methods(store: Store, args: argparse.Namespace) -> int:
     from cache.methods import methods_text
 
     print(methods_text(store.connect(), _filters(args), runs=store.runs()))
+    return 0
+
+
+def cmd_readers(store: Store, args: argparse.Namespace) -> int:
+    from cache.readers_report import format_readers_report, readers_report
+
+    report = readers_report(store.connect(), Filters(modality=args.modality))
+    print(json.dumps(report, indent=2) if args.json else format_readers_report(report).rstrip("\n"))
     return 0
 
 

@@ -23,9 +23,10 @@ import duckdb
 from cache import __version__
 from cache.methods import methods_text
 from cache.metrics import Filters, compare_models, confusion_matrix, group_metrics
-from cache.redact import safe_image_path, scrub_text
+from cache.redact import safe_image_path, scrub_secrets, scrub_text
 from cache.schema import LABELS
 from cache.store import Store, atomic_write_bytes, utcnow
+from cache.untrusted import read_capped
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
@@ -46,8 +47,9 @@ RGB = {"correct": (27, 127, 59), "wrong": (179, 38, 30), "abstained": (120, 120,
 
 
 def esc(value: Any) -> str:
-    """Escape for HTML text and attributes; None becomes an empty string."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """Escape for HTML text and attributes, secrets scrubbed (the report leaves the machine); None
+    becomes an empty string."""
+    return html.escape(scrub_secrets("" if value is None else str(value)), quote=True)
 
 
 def _pct(value: float | None) -> str:
@@ -162,9 +164,9 @@ def gallery(store: Store, con: duckdb.DuckDBPyConnection, filters: Filters, limi
 
 def _card(store: Store, image: dict[str, Any]) -> str:
     image = image | {"image_path": safe_image_path(image["image_path"])}  # the report leaves the machine too
-    thumb = store.thumb_path(image["image_sha256"])
-    if thumb.is_file():
-        data = base64.b64encode(thumb.read_bytes()).decode("ascii")
+    thumb = store.read_thumb(image["image_sha256"])  # None for an id that is not a sha256
+    if thumb is not None and thumb.startswith(b"\xff\xd8"):
+        data = base64.b64encode(thumb).decode("ascii")
         picture = f'<img class="thumb" alt="{esc(image["image_path"])}" src="data:image/jpeg;base64,{data}">'
     else:
         picture = '<div class="placeholder">no thumbnail</div>'
@@ -190,10 +192,12 @@ def build_report(store: Store, filters: Filters | None = None, gallery_limit: in
     groups = group_metrics(con, filters)
     cms = matrices(con, filters, groups)
     cards, shown, total = gallery(store, con, filters, gallery_limit)
-    demo = store.root / "demo.json"
     note = ""
-    if demo.is_file():
-        note = f'<p class="note"><b>Demo data.</b> {esc(json.loads(demo.read_text()).get("contents", ""))}</p>'
+    try:  # a demo store says so; demo.json is a small file of the store (capped, regular files only)
+        demo = json.loads(read_capped(store.root / "demo.json", 1 << 20))
+        note = f'<p class="note"><b>Demo data.</b> {esc(demo.get("contents", ""))}</p>'
+    except (OSError, ValueError, AttributeError):
+        pass
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in
                        (("model", filters.model), ("modality", filters.modality), ("prompt", filters.prompt_id)) if v)
     methods = methods_text(con, filters, runs=store.runs())

@@ -37,7 +37,7 @@ TASKS: dict[str, str] = {
 }
 DEFAULT_TASK = "detect"
 
-#: How a label was decided: the rule of the parser, or who set it.
+#: How a label was decided: the rule of the parser (the first seven, ``PARSER_RULES``), or who set it.
 LABEL_RULES: dict[str, str] = {
     "refusal": "the API returned a refusal, or a safety/content filter stopped the answer",
     "empty": "the answer had no text and no block reason",
@@ -51,8 +51,12 @@ LABEL_RULES: dict[str, str] = {
     "judge": "a judge model read the answer",
     "reviewer": "a person reviewed the answer and set the label",
 }
+PARSER_RULES = tuple(LABEL_RULES)[:7]
 #: Who may set the label a metric uses, lowest authority first (the highest present wins; then the newest).
 AUTHORITIES = ("parser", "judge", "reviewer")
+#: Human readers' answers are responses of this provider, model ``reader:<name>`` (reader study).
+READER_PROVIDER = "reader"
+READER_PREFIX = READER_PROVIDER + ":"
 #: Schema v1 rows have no label_rule; these providers decided their labels locally (never re-parsed).
 V1_LOCAL_PROVIDERS = ("baseline",)
 

@@ -30,10 +30,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cache.redact import scrub_json, scrub_secrets, scrub_secrets_table
 from cache.schema import SCHEMA_VERSION, TABLES, arrow_schema
+from cache.untrusted import MiB, read_capped, require_run_id, require_sha256
 
 DEFAULT_STORE = Path("data/store")
 PARTS_GLOB = "responses/**/*.parquet"
+THUMB_MAX_BYTES = 16 * MiB
+RUN_MAX_BYTES = 16 * MiB
 
 
 def resolve_store(arg: str | os.PathLike[str] | None = None) -> Path:
@@ -59,7 +63,8 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]], table: str = "responses") -
             raise ValueError(f"unknown {table} column(s): {sorted(unknown)}")
     columns = {name: [row.get(name) for row in rows] for name in declared}
     columns["schema_version"] = [SCHEMA_VERSION] * len(rows)
-    return pa.Table.from_pydict(columns, schema=arrow_schema(table))
+    # no secret is ever written: error messages, model versions and answers echo what servers send
+    return scrub_secrets_table(pa.Table.from_pydict(columns, schema=arrow_schema(table)))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -120,24 +125,37 @@ class Store:
         return self.write_part(rows_to_table(rows, table), table)
 
     def write_thumb(self, image_sha256: str, jpeg: bytes) -> None:
-        path = self.thumbs_dir / f"{image_sha256}.jpg"
+        path = self.thumb_path(image_sha256)
         if not path.exists():
             atomic_write_bytes(path, jpeg)
 
     def thumb_path(self, image_sha256: str) -> Path:
-        return self.thumbs_dir / f"{image_sha256}.jpg"
+        """thumbs/<sha>.jpg; raises cache.untrusted.UnsafeValue unless ``image_sha256`` is a sha256."""
+        return self.thumbs_dir / f"{require_sha256(image_sha256)}.jpg"
+
+    def read_thumb(self, image_sha256: object) -> bytes | None:
+        """The thumbnail's bytes, or None (no such image id, no file, not a regular file, over 16 MiB)."""
+        try:
+            return read_capped(self.thumb_path(image_sha256), THUMB_MAX_BYTES)  # type: ignore[arg-type]
+        except (ValueError, OSError):
+            return None
+
+    def run_path(self, run_id: str) -> Path:
+        """runs/<run_id>.json; raises cache.untrusted.UnsafeValue unless ``run_id`` is a plain name."""
+        return self.runs_dir / f"{require_run_id(run_id)}.json"
 
     def write_run(self, run_id: str, meta: Mapping[str, Any]) -> None:
+        meta = scrub_json(dict(meta), scrub_secrets)  # a run record holds options and messages
         data = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
-        atomic_write_bytes(self.runs_dir / f"{run_id}.json", data)
+        atomic_write_bytes(self.run_path(run_id), data)
 
     def runs(self) -> list[dict[str, Any]]:
         """Run provenance records, oldest first."""
         out = []
         for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.exists() else []:
             try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
+                out.append(json.loads(read_capped(path, RUN_MAX_BYTES)))
+            except (OSError, ValueError):  # unreadable, too big or not JSON: not a run record
                 continue
         return sorted(out, key=lambda r: str(r.get("started_at", "")))
 

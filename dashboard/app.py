@@ -17,21 +17,25 @@ if str(REPO) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.pat
     sys.path.insert(0, str(REPO))
 
 import streamlit as st  # noqa: E402
+from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from cache.bundle import BundleError  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
 from dashboard.context import AppContext, set_context, store_argument  # noqa: E402
 
-#: (script, title, url path, icon); the first is the default page
+#: (script, title, url path, icon); the first is the default page. Icons are emoji, never
+#: ":material/...:" names: a page's icon becomes the browser tab's favicon, and a Material icon
+#: favicon is fetched from a Google font host (an offline clinic sees errors); an emoji is a data: URL.
 PAGES = (
-    ("tabs/overview.py", "Overview", "overview", ":material/leaderboard:"),
-    ("tabs/confusion.py", "Confusion matrices", "confusion", ":material/grid_on:"),
-    ("tabs/gallery.py", "Gallery", "gallery", ":material/photo_library:"),
-    ("tabs/compare.py", "Compare", "compare", ":material/compare_arrows:"),
-    ("tabs/runs.py", "Runs & errors", "runs", ":material/error:"),
-    ("tabs/quality.py", "Interpretation quality", "quality", ":material/description:"),
+    ("tabs/overview.py", "Overview", "overview", "📊"),
+    ("tabs/confusion.py", "Confusion matrices", "confusion", "🔢"),
+    ("tabs/gallery.py", "Gallery", "gallery", "🖼️"),
+    ("tabs/compare.py", "Compare", "compare", "⚖️"),
+    ("tabs/runs.py", "Runs & errors", "runs", "⚠️"),
+    ("tabs/quality.py", "Interpretation quality", "quality", "📝"),
 )
+PAGE_ICON = "🔬"
 
 #: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
 PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b")}
@@ -46,16 +50,27 @@ def drop_other_pages_params(url_path: str) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="MedLens", page_icon=":material/visibility:", layout="wide")
+    st.set_page_config(page_title="MedLens", page_icon=PAGE_ICON, layout="wide")
     try:
         root = queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
-    except BundleError as exc:
+    except (BundleError, OSError) as exc:  # a damaged, oversized or altered bundle: one line naming it
         st.error(f"Cannot open the store: {ui.literal(exc)}")
         st.stop()
-    signature = queries.store_signature(root)
-    options = queries.filter_options(root, signature)
+    notice = st.container()  # on top of the page: what is wrong with the store, in one line
+    try:
+        show(root, notice)
+    except Exception as exc:  # noqa: BLE001  (the page's error boundary; st.stop/rerun are BaseException)
+        with notice:
+            ui.store_failure(root, exc)
+
+
+def show(root: str, notice: DeltaGenerator) -> None:
+    """Sidebar, context and the chosen page for the store folder ``root``; foreign files under
+    responses/ are named in ``notice`` once the page has run (if it fails, the failure names them)."""
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)
                                 for index, (script, title, url, icon) in enumerate(PAGES)])
+    signature = queries.store_signature(root)
+    options = queries.filter_options(root, signature)
     drop_other_pages_params(navigation.url_path)
     filters = sidebar.render(root, signature, options)
     set_context(AppContext(root=root, signature=signature, filters=filters, options=options))
@@ -66,6 +81,9 @@ def main() -> None:
     if demo:  # say plainly what the demo holds: no cloud model answered anything here
         st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()
+    with notice:
+        for path, reason in queries.foreign_parts(root, signature):
+            st.warning(f"{ui.literal(path)} is {reason}; move it out of the store's responses/ folder.", icon="⚠️")
 
 
 main()

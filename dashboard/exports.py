@@ -18,6 +18,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from cache.redact import scrub_secrets
+from cache.textsafe import csv_cell, md_escape
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 INSTALL_HINT = ("PNG/SVG export needs Chromium for kaleido: install Debian's `chromium` "
                 "(apt-get install -y chromium) or set BROWSER_PATH to a Chrome/Chromium binary.")
@@ -61,8 +64,21 @@ def figure_bytes(fig: go.Figure, fmt: str = "png", *, width: int = 1000, height:
 
 
 def to_csv(df: pd.DataFrame) -> bytes:
-    """UTF-8 CSV without the index."""
-    return df.to_csv(index=False).encode("utf-8")
+    """UTF-8 CSV without the index, safe to open in a spreadsheet: text cells starting with = + - @
+    tab or CR get a leading quote (cache.textsafe.csv_cell, as OWASP recommends); numeric columns
+    and plain numbers are left alone, so a negative number stays a number. A CR inside a text cell
+    becomes a newline (pandas quotes newlines, not a lone CR). Secrets are scrubbed."""
+
+    def text(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return csv_cell(scrub_secrets(value)).replace("\r\n", "\n").replace("\r", "\n")
+
+    safe = df.rename(columns=lambda c: text(str(c)))
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(text)
+    return safe.to_csv(index=False).encode("utf-8")
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -98,11 +114,12 @@ def to_latex(df: pd.DataFrame, *, caption: str = "", label: str = "", digits: in
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return md_escape(scrub_secrets(text))
 
 
 def to_markdown(df: pd.DataFrame, *, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
+    """A GitHub-flavoured Markdown table whose cells render as text: pipes escaped; a cell with HTML,
+    link syntax or a URL becomes a code span (cache.textsafe.md_escape). Secrets are scrubbed."""
     header = "| " + " | ".join(_md_escape(str(c)) for c in df.columns) + " |"
     rule = "| " + " | ".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + " |"
     rows = ["| " + " | ".join(_md_escape(_cell(v, digits)) for v in row) + " |"

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from cache import bundle
+from cache import bundle, untrusted
 from cache import metrics as cm
 from cache.metrics import Filters
 from cache.store import Store
@@ -73,6 +73,12 @@ def store_signature(root: str) -> str:
                     continue
                 count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
     return f"{count}:{size}:{newest}"
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def foreign_parts(root: str, signature: str) -> list[tuple[str, str]]:
+    """(file, reason) for Parquet files under responses/ that are not MedLens parts (footers only)."""
+    return [(str(path), reason) for path, reason in untrusted.foreign_parts(Store(root).part_paths())]
 
 
 def has_parts(signature: str) -> bool:
@@ -142,9 +148,8 @@ def run_records(root: str, signature: str) -> list[dict[str, Any]]:
 @st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
 def demo_info(root: str, signature: str) -> dict[str, Any] | None:
     """The store's demo.json (written by `python -m data demo`), or None for a research store."""
-    path = Path(root) / "demo.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a small regular file of the store (a FIFO or a huge file here is refused, not waited on)
+        info = json.loads(untrusted.read_capped(Path(root) / "demo.json", untrusted.MiB))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("demo") else None
@@ -166,12 +171,8 @@ def confound_warnings(runs: list[dict[str, Any]], modalities: list[str] | tuple[
 
 
 def thumbnail(root: str, image_sha256: str) -> bytes | None:
-    """The stored JPEG thumbnail of an image, or None."""
-    path = Store(root).thumb_path(image_sha256)
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
+    """The stored JPEG thumbnail of an image, or None (also for an id from a link that is no sha256)."""
+    return Store(root).read_thumb(image_sha256)
 
 
 # -- metrics (cache.metrics) ---------------------------------------------------------------------

@@ -24,6 +24,18 @@ def literal(text: object) -> str:
     return f"{fence} {body} {fence}"
 
 
+def store_failure(root: str, exc: BaseException) -> None:
+    """A store or bundle that cannot be read: one line naming the file, never a traceback."""
+    from cache.store import Store
+    from cache.untrusted import describe_read_failure
+
+    try:
+        parts = Store(root).part_paths()
+    except OSError:
+        parts = []
+    st.error(f"Cannot read the store {literal(root)}: {literal(describe_read_failure(exc, parts))}")
+
+
 def filters_note(described: str, extra: str = "") -> None:
     """The caption that opens a page: the filters in force, then what the page shows."""
     st.caption(f"Filters: {literal(described)}{extra}")

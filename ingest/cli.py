@@ -14,7 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from cache.redact import scrub_secrets
 from cache.store import Store, resolve_store
+from cache.textsafe import safe_output
 from ingest import batch_cli
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = ()
@@ -109,6 +111,11 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with safe_output():  # nothing printed carries a secret or a terminal escape code (cache.textsafe)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "run": cmd_run, "import": cmd_import, "batches": batch_cli.cmd_batches,
                "models": cmd_models, "prompts": cmd_prompts}[args.command]
@@ -126,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the CLI boundary: one readable line, traceback on request
         if os.environ.get("MEDLENS_DEBUG"):
             raise
-        from ingest.providers.retry import scrub
-
-        print(f"unexpected failure: {type(exc).__name__}: {scrub(str(exc))} "
+        print(f"unexpected failure: {type(exc).__name__}: {scrub_secrets(str(exc))} "
               "(set MEDLENS_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 

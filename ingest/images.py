@@ -26,10 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, TiffTags, UnidentifiedImageError
+
+from cache.untrusted import UnreadableFile, open_regular
 
 PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")  # JPEG includes MPO (camera multi-picture)
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
@@ -52,13 +54,16 @@ _STRUCTURAL_TIFF_TAGS = frozenset({
     "TileByteCounts", "SampleFormat", "ExtraSamples", "Predictor", "FillOrder", "Orientation",
 })  # fmt: skip
 _MAX_METADATA_KEYS = 12
+#: the largest image file read at all (checked from its size before a byte is read)
+MAX_FILE_BYTES = 2 << 30
 
 
 class ImageError(Exception):
     """An image that cannot be used; `str()` names the file and the reason, `reason` classifies it.
 
-    `reason` is one of: empty_file, truncated, not_an_image, too_large, no_pixel_data, missing_file,
-    decode_error.
+    `reason` is one of: empty_file, truncated, not_an_image, not_a_file (a FIFO, socket or device
+    named like an image: refused at once, never waited on), too_large (pixels or file size),
+    no_pixel_data, missing_file, decode_error.
     """
 
     def __init__(self, path: Path | str, reason: str, text: str) -> None:
@@ -113,9 +118,9 @@ class PreparedImage:
 
 
 def is_dicom(path: Path) -> bool:
-    """True when the file carries the DICOM "DICM" magic at offset 128."""
+    """True when the file is a regular file carrying the DICOM "DICM" magic at offset 128."""
     try:
-        with Path(path).open("rb") as handle:
+        with open_regular(path) as handle:
             return handle.read(132)[128:132] == b"DICM"
     except OSError:
         return False
@@ -194,11 +199,12 @@ def describe_file(path: Path) -> dict[str, Any]:
 
 
 def _check_file(path: Path) -> bytes:
-    """Refuse missing, unreadable, folder and empty paths; return the first 132 bytes."""
+    """Refuse missing, unreadable, folder, special (FIFO...), oversized and empty paths; return the
+    first 132 bytes."""
     if path.is_dir():
         raise ImageError(path, "not_an_image", "is a folder, not an image file")
     try:
-        with path.open("rb") as handle:
+        with _open(path) as handle:
             head = handle.read(132)
     except FileNotFoundError:
         raise ImageError(path, "missing_file", "file not found") from None
@@ -224,10 +230,18 @@ def _format_name(image: Image.Image) -> str:
     return "JPEG" if image.format == "MPO" else str(image.format)
 
 
+def _open(path: Path) -> BinaryIO:
+    """A regular file of at most MAX_FILE_BYTES, opened without ever blocking (see cache.untrusted)."""
+    try:
+        return open_regular(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise ImageError(path, exc.kind, str(exc)) from None
+
+
 @contextmanager
 def _open_pil(path: Path, head: bytes, max_pixels: int | None) -> Iterator[Image.Image]:
     """Open with Pillow (header only) and refuse declared sizes over `max_pixels` before decoding."""
-    with path.open("rb") as handle:
+    with _open(path) as handle:
         try:
             image = Image.open(handle, formats=PIL_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -372,7 +386,10 @@ def _read_dicom(path: Path, stop_before_pixels: bool) -> Any:
     import pydicom
 
     try:
-        return pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        with _open(path) as handle:
+            return pydicom.dcmread(handle, force=True, stop_before_pixels=stop_before_pixels)
+    except ImageError:
+        raise
     except Exception as exc:  # InvalidDicomError, EOFError, struct errors...
         raise _decode_error(path, "DICOM", exc) from None
 

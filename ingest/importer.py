@@ -19,7 +19,10 @@ from typing import Any
 from cache.parse import parse_answer, reading_columns
 from cache.schema import canonical_json, response_key
 from cache.store import Store, utcnow
+from cache.untrusted import MiB, read_capped
 from ingest.prompts import Prompt
+
+ANSWERS_MAX_BYTES = 1024 * MiB
 
 
 class ImportFileError(ValueError):
@@ -39,7 +42,10 @@ class Answer:
 def read_answers(path: Path) -> list[Answer]:
     if not path.exists():
         raise ImportFileError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8-sig")
+    try:  # a FIFO or a huge file is refused before anything is read
+        text = read_capped(path, ANSWERS_MAX_BYTES).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportFileError(f"{path}: cannot be read as UTF-8 CSV or JSONL ({exc})") from None
     records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         # split on "\n" only: str.splitlines() also breaks at U+2028 and friends inside JSON strings

@@ -9,6 +9,9 @@ Layout that `scan_dataset` reads: DATASET_DIR/<modality>/<real|synthetic>/[<sour
   real/synthetic) is an error, not a silent skip: leaving images out would bias the study.
 
 `read_manifest` requires the columns image_path, modality and truth; `source` may be absent (empty).
+Cells are written spreadsheet-safe (`cache.textsafe.csv_cell`: a text starting with = + - @ gets a
+leading quote) and read back exactly (`csv_uncell`: one leading quote is dropped). The manifest is
+read only if it is a regular file of at most MANIFEST_MAX_BYTES.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.textsafe import csv_cell, csv_uncell
+from cache.untrusted import MiB, UnreadableFile, read_capped
 from ingest.images import is_dicom
 
 MANIFEST_COLUMNS = ("image_path", "modality", "truth", "source")
@@ -29,6 +34,7 @@ REQUIRED_COLUMNS = ("image_path", "modality", "truth")
 TRUTH_VALUES = ("real", "synthetic")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom"})
 LAYOUT = "DATASET_DIR/<modality>/<real|synthetic>/[<source>/]...<image>"
+MANIFEST_MAX_BYTES = 512 * MiB  # about 4 million rows
 
 
 class ManifestError(Exception):
@@ -118,12 +124,11 @@ def write_manifest(rows: Iterable[ManifestRow], path: Path) -> None:
     extra_columns = list(dict.fromkeys(k for row in rows for k in row.extra if k not in MANIFEST_COLUMNS))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*MANIFEST_COLUMNS, *extra_columns])
+    writer.writerow([csv_cell(c) for c in (*MANIFEST_COLUMNS, *extra_columns)])
     for row in rows:
         image_path = _rebase(row.image_path, row.base_dir or manifest_dir, manifest_dir)
-        writer.writerow(
-            [image_path, row.modality, row.truth, row.source, *(row.extra.get(k, "") for k in extra_columns)]
-        )
+        cells = [image_path, row.modality, row.truth, row.source, *(row.extra.get(k, "") for k in extra_columns)]
+        writer.writerow([csv_cell(c) for c in cells])  # a folder named '=HYPERLINK(...)' stays text
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(buffer.getvalue(), encoding="utf-8", newline="")
@@ -153,7 +158,7 @@ def read_manifest(path: Path) -> list[ManifestRow]:
         raise ManifestError(
             f"{path}: the file is empty; line 1 must be the header {','.join(MANIFEST_COLUMNS)}"
         )
-    columns = _check_header(path, header)
+    columns = _check_header(path, [csv_uncell(name) for name in header])
     base_dir = path.parent.absolute()  # once, not per row: 10,000-row manifests must read fast
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}
@@ -177,11 +182,13 @@ def read_manifest(path: Path) -> list[ManifestRow]:
 
 def _read_text(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        data = read_capped(path, MANIFEST_MAX_BYTES)  # a FIFO or a huge file is refused at once
     except FileNotFoundError:
         raise ManifestError(
             f"{path}: file not found; create it with: python -m ingest scan DATASET_DIR --out {path}"
         ) from None
+    except UnreadableFile as exc:
+        raise ManifestError(f"{exc}; a manifest is a CSV file (python -m ingest scan writes one)") from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
@@ -221,7 +228,7 @@ def _parse_record(
             f"{path}, line {line}: {len(record)} fields but the header has {len(columns)}; "
             "quote values that contain commas"
         )
-    values = dict(zip(columns, record, strict=True))
+    values = dict(zip(columns, map(csv_uncell, record), strict=True))
     image_path, modality = values["image_path"].strip(), values["modality"].strip()
     truth = values["truth"].strip().lower()
     if not image_path:

@@ -11,7 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from cache.untrusted import MiB, read_capped
+
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "data" / "prompts"
+PROMPT_MAX_BYTES = 1 * MiB
 
 
 class PromptError(ValueError):
@@ -33,7 +36,10 @@ class Prompt:
 
 
 def parse_prompt_file(path: Path) -> Prompt:
-    raw = path.read_text(encoding="utf-8")
+    try:  # a prompt is text a person wrote: 1 MiB is far more than any prompt needs
+        raw = read_capped(path, PROMPT_MAX_BYTES).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(f"{path}: cannot be read as a prompt file ({exc})") from None
     head, sep, body = raw.partition("\n---\n")
     if not sep:
         raise PromptError(f"{path}: no '---' line between the header and the prompt text")

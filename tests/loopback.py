@@ -18,6 +18,10 @@ Behaviours (tuples):
     ("safety",)                     Gemini: finishReason SAFETY, no text
     ("blocked_prompt", reason)      Gemini: promptFeedback.blockReason, no candidates
     ("empty_candidates",)           Gemini: candidates [] and no block reason; OpenAI: choices []
+    ("echo",)                       a careless proxy: an ok answer whose text, model version and an
+                                    ``X-Echo`` header carry the credentials the request came with
+                                    (Authorization, x-goog-api-key, api-key headers, ?key= query)
+    ("echo_status", code)           an error status whose message and ``X-Echo`` header carry them
 
 Replies seen in recordings of the real APIs (STACK_NOTES), for issue 8.7:
     ("no_message",)                 OpenAI (Azure content filter): a choice with no message at all
@@ -134,8 +138,27 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
 
+    #: the reply field that carries the model version (stamped with the credentials by "echo")
+    version_field = "model"
+
+    @staticmethod
+    def credentials(handler: _Handler) -> str:
+        """The credentials a request carried, as a careless server would echo them."""
+        sent = [handler.headers.get(name) for name in ("Authorization", "x-goog-api-key", "api-key")]
+        query = handler.path.partition("?")[2]
+        return " ".join(v for v in [*sent, query] if v)
+
     def respond(self, handler: _Handler, behaviour: tuple, body: Any) -> None:
         kind, args = behaviour[0], behaviour[1:]
+        if kind in ("echo", "echo_status"):
+            creds = self.credentials(handler)
+            if kind == "echo_status":
+                handler.send_json(args[0], self.error_body(args[0], f"denied, you sent: {creds}"), {"X-Echo": creds})
+                return
+            payload = self.answer("ok", (f"Real. Your request said {creds}.",), handler, body)
+            payload[self.version_field] = f"{payload.get(self.version_field, 'm')}+{creds}"
+            handler.send_json(200, payload, {"X-Echo": creds})
+            return
         if kind == "sleep":
             time.sleep(args[0])
             kind, args = "ok", ()
@@ -218,6 +241,8 @@ class OpenAIServer(LoopbackServer):
 
 class GeminiServer(LoopbackServer):
     """``POST /<version>/models/<model>:generateContent``; base URL ``server.base_url``."""
+
+    version_field = "modelVersion"
 
     @property
     def base_url(self) -> str:

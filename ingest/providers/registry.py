@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cache.redact import register_key_env
 from ingest.providers.base import LocalDetector, ModelSpec, ProviderOptions, SpecError
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def register(entry: ProviderEntry, *, replace_existing: bool = False) -> Provide
         if old is not None and old != entry and not replace_existing:
             raise ValueError(f"provider prefix {entry.prefix!r} is registered twice")
         _ENTRIES[entry.prefix] = entry
+    for name in entry.keys.envs:  # the project's scrubber removes their values everywhere
+        register_key_env(name)
     return entry
 
 
@@ -193,7 +196,8 @@ def create_provider(spec: ModelSpec, options: ProviderOptions) -> Provider:
 
 def key_envs() -> tuple[str, ...]:
     """Every env var that holds a provider key (registered entries, plus names chosen by the user
-    with ``add_key_env``): the scrubbers remove their values from every message and export."""
+    with ``add_key_env``). Each is also registered with ``cache.redact`` as its entry is found, so
+    the project's one scrubber removes their values from every message, row and export."""
     names = {name for entry in entries() for name in entry.keys.envs} | _EXTRA_KEY_ENVS
     return tuple(sorted(names))
 
@@ -202,3 +206,4 @@ def add_key_env(name: str) -> None:
     """A key env var named at run time (e.g. ``--compat-key-env``): scrub its value too."""
     with _LOCK:
         _EXTRA_KEY_ENVS.add(name)
+    register_key_env(name)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import os
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from cache.redact import KEY_ENVS, REDACTED, register_key_env, scrub_secrets  # noqa: F401 (re-exported)
 from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
 from ingest.providers.registry import key_envs
 
@@ -99,35 +98,13 @@ class RateLimiter:
             await self._sleep(slot - now)
 
 
-# --- secrets -----------------------------------------------------------------------------------
-
-# Env vars whose values are keys: every provider's (``registry.key_envs()``), and any other env var
-# named like *_API_KEY / *_TOKEN / *_SECRET.
-_SECRET_ENV_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET)$")
-_KEY_PATTERNS = (
-    re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"),  # OpenAI and most OpenAI-compatible servers
-    re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{20,}"),  # Google API keys
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{6,}"),
-    re.compile(r"(?i)([?&](?:key|api_key|apikey)=)[^&\s'\"]+"),
-    re.compile(r"(?i)((?:x-goog-api-key|api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
-)
-REDACTED = "[redacted]"
-
+# --- secrets: one scrubber for the project (cache.redact) ----------------------------------------
 
 def scrub(text: str) -> str:
-    """Remove API keys from ``text``: values of key env vars and anything shaped like a key."""
-    names = set(key_envs()) | {n for n in os.environ if _SECRET_ENV_NAME.search(n)}
-    # Longest first, so a key that contains another is removed whole.
-    values = sorted({os.environ.get(n, "") for n in names}, key=len, reverse=True)
-    for value in values:
-        if len(value) >= 6:  # a 1-3 character value would shred ordinary words
-            text = text.replace(value, REDACTED)
-    for pattern in _KEY_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-        else:
-            text = pattern.sub(REDACTED, text)
-    return text
+    """cache.redact's scrubber, once every provider's key env vars are registered with it (the
+    registry hands them over as it finds each entry; ``key_envs`` finds them all)."""
+    key_envs()
+    return scrub_secrets(text)
 
 
 def scrubbed(error: ProviderError, suffix: str = "") -> ProviderError:
