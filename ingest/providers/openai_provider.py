@@ -105,6 +105,8 @@ class OpenAIProvider(Provider):
 
     def __init__(self, spec: ModelSpec, options: ProviderOptions):
         super().__init__(spec, options)
+        import openai  # noqa: F401 - loaded now, so the first call's timeout is not spent importing it
+
         self._client: openai.AsyncOpenAI | None = None
         self.structured_supported = True
 
