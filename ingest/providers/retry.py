@@ -30,7 +30,6 @@ from tenacity import (
 
 from cache.redact import KEY_ENVS, REDACTED, register_key_env, scrub_secrets  # noqa: F401 (re-exported)
 from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
-from ingest.providers.registry import key_envs
 
 #: The ``error_type`` vocabulary of provider errors (the store's ``error_type`` column).
 ERROR_TYPES: dict[str, str] = {
@@ -100,11 +99,9 @@ class RateLimiter:
 
 # --- secrets: one scrubber for the project (cache.redact) ----------------------------------------
 
-def scrub(text: str) -> str:
-    """cache.redact's scrubber, once every provider's key env vars are registered with it (the
-    registry hands them over as it finds each entry; ``key_envs`` finds them all)."""
-    key_envs()
-    return scrub_secrets(text)
+# The registry hands every entry's key env vars to cache.redact as it finds the entry (the first
+# spec parsed finds them all), so the one scrubber knows every provider's key names.
+scrub = scrub_secrets  # the name the providers use
 
 
 def scrubbed(error: ProviderError, suffix: str = "") -> ProviderError:
