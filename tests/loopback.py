@@ -153,7 +153,9 @@ class LoopbackServer:
         if kind in ("echo", "echo_status"):
             creds = self.credentials(handler)
             if kind == "echo_status":
-                handler.send_json(args[0], self.error_body(args[0], f"denied, you sent: {creds}"), {"X-Echo": creds})
+                handler.send_json(
+                    args[0], self.error_body(args[0], f"denied, you sent: {creds}"), {"X-Echo": creds}
+                )
                 return
             payload = self.answer("ok", (f"Real. Your request said {creds}.",), handler, body)
             payload[self.version_field] = f"{payload.get(self.version_field, 'm')}+{creds}"

@@ -64,7 +64,9 @@ class OpenAIBatch(BatchClient):
 
     def line(self, key: str, request: CallRequest) -> bytes:
         body = self.openai.build_request(request, structured=request.structured)
-        image = next((p["image_url"] for p in body["messages"][0]["content"] if p["type"] == "image_url"), None)
+        image = next(
+            (p["image_url"] for p in body["messages"][0]["content"] if p["type"] == "image_url"), None
+        )
         url = image["url"] if image else ""
         if image and _SAFE_MIME.match(url):  # spliced in below: base64 needs no JSON escaping, and
             image["url"] = SPLICE  # json.dumps would spend ~3 ms scanning each 0.5 MB image
