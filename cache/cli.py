@@ -251,7 +251,8 @@ def cmd_import(store: Store, args: argparse.Namespace) -> int:
     counts = import_bundle(args.bundle, store)
     print(f"imported {counts['added_ok'] + counts['added_error']} row(s) into {store.root} "
           f"({counts['added_ok']} ok, {counts['added_error']} error); skipped {counts['skipped']} already "
-          f"answered or present; {counts['thumbs']} thumbnail(s), {counts['runs']} run record(s) added")
+          f"answered or present; {counts['thumbs']} thumbnail(s), {counts['runs']} run record(s), "
+          f"{counts['readings']} reading(s), {counts['grades']} grade(s) added")
     return 0
 
 
