@@ -20,7 +20,8 @@ import duckdb
 from cache.filters import Filters
 from cache.schema import LABELS
 
-__all__ = ["Filters", "GROUP_BY", "group_metrics", "confusion_matrix", "compare_models", "wilson"]
+__all__ = ["Filters", "GROUP_BY", "group_metrics", "confusion_matrix", "compare_models", "wilson", "label_sources",
+           "label_sources_sentence"]
 
 Z95 = 1.959963984540054
 GROUP_BY = ("model", "modality", "prompt_id")
@@ -221,3 +222,55 @@ def compare_models(
     return summarise_pairs(counts) | {
         "model_a": model_a, "model_b": model_b, "by_modality": by_modality, "disagreements": disagreements,
     }
+
+
+# -- who set the labels ----------------------------------------------------------------------------
+#: label_source (cache.views.results) -> how a sentence names it; highest authority first
+LABEL_SOURCE_PHRASES = {
+    "reviewer": "set by a reviewer",
+    "judge": "by {by} as judge",
+    "reader": "given by a human reader",
+    "provider": "decided by a local detector",
+    "parser": "read from the answer by the parser",
+}
+
+
+def label_sources(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
+    """How many current labels (``results``) each source set: one dict per (label_source, label_by)
+    with ``n``, highest authority first (reviewer, judge, reader, provider, parser), then most labels.
+    ``label_by`` is the judge model for judge labels, the reviewer's name for reviewer labels."""
+    where, params = (filters or Filters()).where()
+    rows = con.execute(f"SELECT label_source, label_by, count(*) FROM results {where} GROUP BY ALL", params).fetchall()
+    order = {name: rank for rank, name in enumerate(LABEL_SOURCE_PHRASES)}
+    out = [{"label_source": source, "label_by": by, "n": int(n)} for source, by, n in rows]
+    return sorted(out, key=lambda r: (order.get(r["label_source"], len(order)), -r["n"], str(r["label_by"])))
+
+
+def label_sources_sentence(rows: Sequence[Mapping[str, Any]], quote: Any = str) -> str:
+    """'41 of 1,230 labels set by a reviewer, 112 by openai:gpt-4o-mini as judge, the other 1,077 read
+    from the answer by the parser.' from :func:`label_sources`; ``quote`` wraps user data (model and
+    reviewer names), e.g. as Markdown code spans on the dashboard. Empty when there are no labels."""
+    total = sum(int(r["n"]) for r in rows)
+    if total == 0:
+        return ""
+    merged: dict[tuple[str, str | None], int] = {}
+    reviewers: set[str] = set()
+    for r in rows:  # reviewers are counted together ("by 2 reviewers"); judges stay by model
+        source = str(r["label_source"])
+        by = r["label_by"] if source == "judge" else None
+        if source == "reviewer" and r["label_by"] is not None:
+            reviewers.add(str(r["label_by"]))
+        merged[(source, by)] = merged.get((source, by), 0) + int(r["n"])
+    phrases = []
+    for (source, by), n in merged.items():
+        phrase = LABEL_SOURCE_PHRASES.get(source, f"set by {source}")
+        if source == "reviewer" and len(reviewers) > 1:
+            phrase = f"set by {len(reviewers)} reviewers"
+        phrases.append((n, phrase.format(by=quote(by))))
+    if len(phrases) == 1:
+        return f"All {total:,} labels {phrases[0][1]}."
+    (first_n, first), *rest = phrases
+    (last_n, last) = rest.pop()
+    parts = [f"{first_n:,} of {total:,} labels {first}", *(f"{n:,} {p}" for n, p in rest),
+             f"the other {last_n:,} {last}"]
+    return ", ".join(parts) + "."

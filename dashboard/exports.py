@@ -119,30 +119,39 @@ def fmt_interval(value: float | None, low: float | None, high: float | None, dig
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+#: The overview as a paper's table: what the screen shows and what LaTeX / Markdown export (the CSV
+#: keeps every field of cache.metrics.group_metrics). Header -> group key it is read from.
 PAPER_COLUMNS: Sequence[tuple[str, str]] = (
-    ("model", "Model"), ("modality", "Modality"), ("prompt_id", "Prompt"), ("n", "n"),
-    ("coverage", "Coverage"),
+    ("Model", "model"), ("Modality", "modality"), ("Prompt", "prompt_id"), ("n", "n"), ("Coverage", "coverage"),
+    ("Accuracy [95% CI]", "accuracy"), ("Sensitivity", "sensitivity"), ("Specificity", "specificity"),
+    ("Abstained", "abstained"), ("Errors", "errors"), ("Cost", "cost_usd"),
 )
+PAPER_HEADERS = tuple(header for header, _key in PAPER_COLUMNS)
+ABSTENTIONS = ("uncertain", "refused", "unparseable")
+RATE_HEADERS = ("Coverage", "Sensitivity", "Specificity", "Cost")
 
 
 def paper_table(groups: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The overview as a table for a paper: accuracy, sensitivity and specificity with 95% Wilson CIs."""
+    """One row per group with the paper headers: accuracy with its 95% Wilson interval (the one
+    interval on screen), abstentions (uncertain + refused + unparseable) summed, cost in USD."""
     rows = []
     for g in groups:
-        row = {label: g.get(key) for key, label in PAPER_COLUMNS}
+        row = {header: g.get(key) for header, key in PAPER_COLUMNS}
         row["Accuracy [95% CI]"] = fmt_interval(g.get("accuracy"), g.get("accuracy_ci_low"), g.get("accuracy_ci_high"))
-        row["Acc. answered"] = g.get("accuracy_answered")
-        row["Sensitivity [95% CI]"] = fmt_interval(g.get("sensitivity"), g.get("sensitivity_ci_low"),
-                                                   g.get("sensitivity_ci_high"))
-        row["Specificity [95% CI]"] = fmt_interval(g.get("specificity"), g.get("specificity_ci_low"),
-                                                   g.get("specificity_ci_high"))
-        row["Uncertain/refused/unparseable"] = f"{g.get('uncertain', 0)}/{g.get('refused', 0)}/{g.get('unparseable', 0)}"
-        row["Errors"] = g.get("errors", 0)
+        row["Abstained"] = sum(int(g.get(name) or 0) for name in ABSTENTIONS)
+        row["Errors"] = int(g.get("errors") or 0)
         rows.append(row)
-    columns = [label for _k, label in PAPER_COLUMNS] + [
-        "Accuracy [95% CI]", "Acc. answered", "Sensitivity [95% CI]", "Specificity [95% CI]",
-        "Uncertain/refused/unparseable", "Errors"]
-    return pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame(rows, columns=list(PAPER_HEADERS))
+    for header in RATE_HEADERS:  # numbers even when every value is undefined (right-aligned, shown as –)
+        df[header] = pd.to_numeric(df[header]).astype("float64")
+    return df
+
+
+def paper_text_table(groups: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`paper_table` for LaTeX / Markdown: cost as '$0.1200' (three digits would round it away)."""
+    df = paper_table(groups)
+    df["Cost"] = [None if c is None or (isinstance(c, float) and math.isnan(c)) else f"${c:.4f}" for c in df["Cost"]]
+    return df
 
 
 def safe_filename(*parts: str) -> str:

@@ -1,7 +1,8 @@
 """All SQL of the dashboard: one cached read-only connection per store and cached query functions.
 
 Every cached function takes plain arguments: the store root, the store ``signature`` (part count,
-bytes and newest mtime, so a new part written by a running ingest is a cache miss) and the filters.
+bytes and newest mtime of every table, so a new part written by a running ingest, a review or a reader
+is a cache miss) and the filters.
 Metrics come from cache.metrics (defined once); the SQL here only selects and aggregates rows.
 Model text is aggregated in DuckDB (lengths, regex hits) and never pulled in bulk into pandas.
 """
@@ -22,6 +23,7 @@ import streamlit as st
 from cache import bundle
 from cache import metrics as cm
 from cache.metrics import Filters
+from cache.schema import TABLES
 from cache.store import Store
 from dashboard import vocab
 
@@ -62,20 +64,24 @@ def _connection(root: str, generation: int, signature: str) -> duckdb.DuckDBPyCo
 
 
 def store_signature(root: str) -> str:
-    """'parts:bytes:newest-mtime-ns' of the response parts; cheap (a directory listing)."""
-    count = size = newest = 0
-    for dirpath, _dirs, files in os.walk(Path(root) / "responses"):
-        for name in files:
-            if name.endswith(".parquet"):
-                try:
-                    stat = os.stat(os.path.join(dirpath, name))
-                except FileNotFoundError:  # removed by compact while we listed
-                    continue
-                count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
-    return f"{count}:{size}:{newest}"
+    """'response-parts:parts:bytes:newest-mtime-ns' over the parts of every table (responses, readings,
+    grades), so a review or a grade written since is a cache miss too; cheap (directory listings)."""
+    responses = count = size = newest = 0
+    for table in TABLES:
+        for dirpath, _dirs, files in os.walk(Path(root) / table):
+            for name in files:
+                if name.endswith(".parquet"):
+                    try:
+                        stat = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:  # removed by compact while we listed
+                        continue
+                    count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+                    responses += table == "responses"
+    return f"{responses}:{count}:{size}:{newest}"
 
 
 def has_parts(signature: str) -> bool:
+    """Whether the store has any responses part (readings alone show nothing)."""
     return not signature.startswith("0:")
 
 
@@ -128,7 +134,8 @@ def filter_options(root: str, signature: str) -> dict[str, list[str]]:
     fields = ("model", "modality", "prompt_id", "source", "truth")
     if not has_parts(signature):
         return {f: [] for f in fields}
-    sql = "SELECT DISTINCT model, modality, prompt_id, coalesce(source, ''), truth FROM responses"
+    sql = ("SELECT DISTINCT model, modality, prompt_id, coalesce(source, ''), truth FROM responses "
+           "WHERE coalesce(task, 'detect') = 'detect'")  # judge and training rows are in no metric
     combos = _run(root, signature, lambda cur: cur.execute(sql).fetchall())
     return {f: sorted({str(c[i]) for c in combos if c[i] is not None}) for i, f in enumerate(fields)}
 
@@ -366,3 +373,12 @@ def finding_terms(root: str, signature: str, filters: Filters, modality: str) ->
     return _df(root, signature, f"SELECT model, count(*) AS answers, {counts} FROM "
                                 f"(SELECT model, coalesce(interpretation, '') AS txt FROM results {where}) "
                                 f"GROUP BY model ORDER BY model", params)
+
+
+# -- label provenance ------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def label_sources(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.metrics.label_sources: how many current labels each source set."""
+    if not has_parts(signature):
+        return []
+    return _run(root, signature, lambda cur: cm.label_sources(cur, filters))
