@@ -21,7 +21,7 @@ import streamlit as st  # noqa: E402
 from cache.bundle import BundleError  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
-from dashboard.context import AppContext, set_context, store_argument  # noqa: E402
+from dashboard.context import AppContext, session_store, set_context, store_argument  # noqa: E402
 
 #: (script, title, url path, icon); the first is the default page
 PAGES = (
@@ -31,6 +31,7 @@ PAGES = (
     ("tabs/compare.py", "Compare", "compare", ":material/compare_arrows:"),
     ("tabs/runs.py", "Runs & errors", "runs", ":material/error:"),
     ("tabs/quality.py", "Interpretation quality", "quality", ":material/description:"),
+    ("tabs/review.py", "Review labels", "review", "📝"),
 )
 
 #: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
@@ -48,7 +49,7 @@ def drop_other_pages_params(url_path: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="MedLens", page_icon=":material/visibility:", layout="wide")
     try:
-        root = queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
+        root = session_store() or queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
     except BundleError as exc:
         st.error(f"Cannot open the store: {ui.literal(exc)}")
         st.stop()

@@ -38,3 +38,17 @@ def store_argument(argv: list[str]) -> str | None:
     parser.add_argument("--store")
     args, _unknown = parser.parse_known_args(argv)
     return args.store
+
+
+_STORE_OVERRIDE = "_medlens_store_override"
+
+
+def session_store() -> str | None:
+    """The store this session switched to (a writable copy of a bundle, see dashboard/writable.py), or
+    None: then the store is --store, $MEDLENS_STORE or data/store."""
+    return st.session_state.get(_STORE_OVERRIDE)
+
+
+def switch_store(root: str) -> None:
+    """Use ``root`` for the rest of this session (every page, every later run)."""
+    st.session_state[_STORE_OVERRIDE] = root

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from cache import bundle
+from cache import bundle, review
 from cache import metrics as cm
 from cache.metrics import Filters
 from cache.schema import TABLES
@@ -382,3 +382,66 @@ def label_sources(root: str, signature: str, filters: Filters) -> list[dict[str,
     if not has_parts(signature):
         return []
     return _run(root, signature, lambda cur: cm.label_sources(cur, filters))
+
+
+# -- review labels -----------------------------------------------------------------------------------
+REVIEW_MODES = ("needs review", "parser ≠ judge", "by filter")
+_DISAGREE = "judge_label IS NOT NULL AND judge_label IS DISTINCT FROM parser_label"
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def review_queue(root: str, signature: str, filters: Filters, mode: str, labels: tuple[str, ...] = (),
+                 limit: int = 1000) -> tuple[int, pd.DataFrame]:
+    """(length of the queue, its first ``limit`` readings): current answers that need review (the
+    parser was undecided, or parser and judge disagree, and no reviewer has settled it), only the
+    disagreements, or every answer matching the filters (outcome too) and, if given, current labels.
+    Small columns only: the answer text is read per item (:func:`review_item`)."""
+    if not has_parts(signature):
+        return 0, pd.DataFrame()
+    where, params = filters.where(with_outcome=True)
+    pick = {"needs review": "needs_review", "parser ≠ judge": f"reviewer_label IS NULL AND {_DISAGREE}",
+            "by filter": "true"}[mode]
+    if labels:
+        pick += f" AND label IN ({', '.join('?' * len(labels))})"
+    where = f"{where} AND {pick}" if where else f"WHERE {pick}"
+    sql = f"""
+        SELECT key, model, modality, prompt_id, repeat, image_sha256, image_path, label, label_source, label_by,
+               parser_label, judge_label, judge_model,
+               CASE WHEN reviewer_label IS NOT NULL THEN 'reviewed'
+                    WHEN {_DISAGREE} THEN 'parser and judge disagree'
+                    WHEN needs_review THEN 'the parser was undecided' ELSE '' END AS reason,
+               count(*) OVER () AS total
+        FROM results {where}
+        ORDER BY model, modality, image_path, prompt_id, repeat, key LIMIT ?"""
+    df = _df(root, signature, sql, [*params, *labels, limit])
+    total = int(df["total"].iloc[0]) if len(df) else 0
+    return total, df.drop(columns="total")
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def review_item(root: str, signature: str, key: str) -> dict[str, Any] | None:
+    """One current answer with its text and the provenance of its label (no truth: a reviewer labels
+    what the answer says, not what the image is)."""
+    df = _df(root, signature, """
+        SELECT key, model, modality, prompt_id, repeat, image_sha256, raw_text, label, label_source, label_by,
+               label_rule, label_span_start, label_span_end, parser_label, judge_label, judge_model,
+               reviewer_label, needs_review, finish_reason
+        FROM results WHERE key = ?""", [key])
+    return None if df.empty else df.iloc[0].to_dict()
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def judge_agreement(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.review.judge_agreement: parser vs judge per model (percent agreement, Cohen's kappa)."""
+    if not has_parts(signature):
+        return []
+    return _run(root, signature, lambda cur: review.judge_agreement(cur, filters))
+
+
+def is_bundle(root: str) -> bool:
+    """Whether ``root`` is a bundle extracted for reading (its manifest.json says so): read-only."""
+    try:
+        manifest = json.loads((Path(root) / bundle.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == bundle.BUNDLE_FORMAT
