@@ -423,10 +423,13 @@ def review_item(root: str, signature: str, key: str) -> dict[str, Any] | None:
     """One current answer with its text and the provenance of its label (no truth: a reviewer labels
     what the answer says, not what the image is)."""
     df = _df(root, signature, """
-        SELECT key, model, modality, prompt_id, repeat, image_sha256, raw_text, label, label_source, label_by,
-               label_rule, label_span_start, label_span_end, parser_label, judge_label, judge_model,
-               reviewer_label, needs_review, finish_reason
-        FROM results WHERE key = ?""", [key])
+        SELECT r.key, r.model, r.modality, r.prompt_id, r.repeat, r.image_sha256, r.raw_text, r.label,
+               r.label_source, r.label_by, r.label_rule, r.label_span_start, r.label_span_end, r.parser_label,
+               r.judge_label, r.judge_model, r.reviewer_label, r.needs_review, r.finish_reason,
+               -- the parser's own span, while its label is still the one read at ingest (no newer reparse)
+               CASE WHEN a.label IS NOT DISTINCT FROM r.parser_label THEN a.label_span_start END AS parser_span_start,
+               CASE WHEN a.label IS NOT DISTINCT FROM r.parser_label THEN a.label_span_end END AS parser_span_end
+        FROM results r JOIN answers a USING (key) WHERE r.key = ?""", [key])
     return None if df.empty else df.iloc[0].to_dict()
 
 

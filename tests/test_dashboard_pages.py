@@ -7,10 +7,12 @@ against cache.metrics, which the CLI (`python -m cache metrics --json`) uses too
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -81,10 +83,13 @@ def test_overview_table_reads_like_a_papers_table(open_app, fx):
     # one interval column on screen: no other cell holds a bracketed interval
     others = df.drop(columns="Accuracy [95% CI]").astype(str)
     assert not others.apply(lambda col: col.str.contains(r"\[")).any().any()
-    # the table's own headers and formats (what the browser draws)
-    shown = json.loads(at.dataframe[0].proto.columns)
-    assert shown["Cost"]["type_config"]["format"] == "$%.4f"
-    assert shown["Coverage"]["type_config"]["format"] == "%.3f"
+    # what the browser draws: numbers to 3 places, cost in dollars, an undefined rate as '–' (not 'None')
+    display = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_all().to_pandas()
+    a_shown = row(display, Model=MODEL_A, Modality="fundus", Prompt="paper")
+    assert (a_shown["Coverage"], a_shown["Sensitivity"], a_shown["Cost"]) == ("0.750", "0.800", "$0.1200")
+    # A fundus brief: r1 real -> real, s1 -> uncertain: no synthetic image answered, sensitivity undefined
+    assert math.isnan(row(df, Model=MODEL_A, Prompt="brief")["Sensitivity"])
+    assert row(display, Model=MODEL_A, Prompt="brief")["Sensitivity"] == "–"
 
 
 def test_overview_csv_keeps_every_field_equal_to_cache_metrics(fx):

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -234,3 +235,4 @@ def test_marked_answer_escapes_and_checks_offsets():
         out = marked_answer("a <b> c", start, end)
         assert "<mark" not in out and "a &lt;b&gt; c" in out
     assert INJECTION not in marked_answer(INJECTION, 0, 5)  # never the raw HTML
+    assert "<mark data-testid='review-span'>a</mark>" in marked_answer("a b", np.int32(0), np.int32(1))

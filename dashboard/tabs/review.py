@@ -10,6 +10,7 @@ shown: a reviewer labels what the answer says, not what the image is.
 from __future__ import annotations
 
 import html
+import numbers
 import uuid
 from typing import Any
 
@@ -53,7 +54,7 @@ def marked_answer(text: str | None, start: Any, end: Any) -> str:
     """The answer as escaped HTML, the deciding span [start, end) in a <mark>; offsets outside the text
     (or missing) mark nothing. Pure, so the escaping is unit-tested."""
     text = text or ""
-    ok = all(isinstance(v, int | float) and not pd.isna(v) for v in (start, end))
+    ok = all(isinstance(v, numbers.Real) and _known(v) for v in (start, end))  # numpy ints too
     lo, hi = (int(start), int(end)) if ok else (0, 0)
     if not (0 <= lo < hi <= len(text)):
         body = html.escape(text)
@@ -66,6 +67,24 @@ def marked_answer(text: str | None, start: Any, end: Any) -> str:
         "<div data-testid='review-answer' style='white-space: pre-wrap; font-family: monospace; "
         f"padding: 0.5rem; border: 1px solid #ddd; border-radius: 0.3rem'>{body}</div>"
     )
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def span_of(item: dict[str, Any]) -> tuple[Any, Any, str]:
+    """(start, end, what the mark shows): the span that decided the current label, else (a judge or a
+    reviewer decided, who quote no span) the span that decided the parser's label."""
+    if _known(item.get("label_span_start")):
+        return item["label_span_start"], item["label_span_end"], "the span that decided the label is marked"
+    if _known(item.get("parser_span_start")):
+        return (
+            item["parser_span_start"],
+            item["parser_span_end"],
+            f"the span that decided the parser's label ({item['parser_label']}) is marked",
+        )
+    return None, None, "no span decided the label"
 
 
 def provenance_line(item: dict[str, Any]) -> str:
@@ -155,8 +174,9 @@ def _item(
                 if reason == "reviewed"
                 else "Picked by the filters."
             )
-            st.caption("Answer (verbatim; the span that decided the label is marked)")
-            st.html(marked_answer(item["raw_text"], item["label_span_start"], item["label_span_end"]))
+            start, end, whose = span_of(item)
+            st.caption(f"Answer (verbatim; {whose})")
+            st.html(marked_answer(item["raw_text"], start, end))
         ready = writable_store and name is not None
         st.text_input("Note (optional)", key=NOTE, max_chars=2000, disabled=not ready)
         with st.container(horizontal=True, key="review_buttons"):
