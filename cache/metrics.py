@@ -184,27 +184,34 @@ PAIRED_SQL = """
 SELECT a.image_sha256, a.image_path, a.modality, a.truth, a.source, a.prompt_id, a.repeat,
        a.label AS label_a, b.label AS label_b, a.correct AS correct_a, b.correct AS correct_b
 FROM results a JOIN results b
-  ON a.image_sha256 = b.image_sha256 AND a.prompt_id = b.prompt_id AND a.repeat = b.repeat
+  ON a.image_sha256 = b.image_sha256 {same_prompt} AND a.repeat = b.repeat
  AND a.modality = b.modality
 WHERE a.model = ? AND b.model = ? {extra}
 """
 
 
-def paired_sql(filters: Filters | None = None) -> tuple[str, list[Any]]:
+def paired_sql(filters: Filters | None = None, prompts: tuple[str, str] | None = None) -> tuple[str, list[Any]]:
     """The pairs query (two models on the same image, prompt, repeat) and its filter parameters;
-    its first two parameters are model_a and model_b. The model filter does not apply to pairs."""
-    extra, params = (filters or Filters()).clause("a", exclude=("model",))
-    return PAIRED_SQL.format(extra=extra), params
+    its first two parameters are model_a and model_b. The model filter does not apply to pairs.
+
+    ``prompts=(prompt_a, prompt_b)`` pairs A's answers under one prompt with B's under another (a
+    human reader's instructions are not a model's prompt): the prompt filter then does not apply."""
+    if prompts is None:
+        extra, params = (filters or Filters()).clause("a", exclude=("model",))
+        return PAIRED_SQL.format(same_prompt="AND a.prompt_id = b.prompt_id", extra=extra), params
+    extra, params = (filters or Filters()).clause("a", exclude=("model", "prompt_id"))
+    return (PAIRED_SQL.format(same_prompt="", extra=" AND a.prompt_id = ? AND b.prompt_id = ?" + extra),
+            [*prompts, *params])
 
 
 def compare_models(
     con: duckdb.DuckDBPyConnection, model_a: str, model_b: str, filters: Filters | None = None,
-    limit: int | None = 500,
+    limit: int | None = 500, prompts: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Paired comparison on the images both models answered (ok rows): McNemar and kappa overall
     and per modality, aggregated in DuckDB (the pairs are built once, in a temporary table of this
-    connection), plus the first ``limit`` disagreements."""
-    sql, params = paired_sql(filters)
+    connection), plus the first ``limit`` disagreements. ``prompts``: see :func:`paired_sql`."""
+    sql, params = paired_sql(filters, prompts)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _medlens_pairs AS {sql}", [model_a, model_b, *params])
     try:
         cur = con.execute("SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "

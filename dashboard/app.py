@@ -9,6 +9,7 @@ server to 127.0.0.1 and turns usage statistics off, whatever the working directo
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ if str(REPO) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.pat
 import streamlit as st  # noqa: E402
 
 from cache.bundle import BundleError  # noqa: E402
+from cache.filters import Filters  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
 from dashboard.context import AppContext, session_store, set_context, store_argument  # noqa: E402
@@ -32,10 +34,16 @@ PAGES = (
     ("tabs/runs.py", "Runs & errors", "runs", ":material/error:"),
     ("tabs/quality.py", "Interpretation quality", "quality", ":material/description:"),
     ("tabs/review.py", "Review labels", "review", "📝"),
+    ("tabs/reader.py", "Reader study", "reader", "👁️"),
 )
 
 #: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
-PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b")}
+PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b"),
+               "reader": ("study",)}
+#: pages that show no store data beyond their own (a blinded reader sees no filters, sources or demo text)
+BLINDED = ("reader",)
+#: MEDLENS_READER_ONLY=1: a deployment for readers serves the reader page alone (no way to the answers)
+READER_ONLY = os.environ.get("MEDLENS_READER_ONLY", "") not in ("", "0")
 
 
 def drop_other_pages_params(url_path: str) -> None:
@@ -55,16 +63,19 @@ def main() -> None:
         st.stop()
     signature = queries.store_signature(root)
     options = queries.filter_options(root, signature)
+    pages = [page for page in PAGES if not READER_ONLY or page[2] in BLINDED]
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)
-                                for index, (script, title, url, icon) in enumerate(PAGES)])
+                                for index, (script, title, url, icon) in enumerate(pages)],
+                               position="hidden" if READER_ONLY else "sidebar")
     drop_other_pages_params(navigation.url_path)
-    filters = sidebar.render(root, signature, options)
+    blinded = READER_ONLY or navigation.url_path in BLINDED
+    filters = Filters() if blinded else sidebar.render(root, signature, options)
     set_context(AppContext(root=root, signature=signature, filters=filters, options=options))
     if not queries.has_parts(signature):
         ui.empty_store(root)
         return
     demo = queries.demo_info(root, signature)
-    if demo:  # say plainly what the demo holds: no cloud model answered anything here
+    if demo and not blinded:  # say plainly what the demo holds: no cloud model answered anything here
         st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()
 

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from cache import bundle, review
+from cache import bundle, prepared, review
 from cache import metrics as cm
 from cache.metrics import Filters
 from cache.schema import TABLES
@@ -200,11 +200,25 @@ def confusion(root: str, signature: str, filters: Filters) -> dict[tuple[str, st
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def compare(root: str, signature: str, model_a: str, model_b: str, filters: Filters,
-            limit: int = 500) -> dict[str, Any]:
+            limit: int = 500, prompts: tuple[str, str] | None = None) -> dict[str, Any]:
     """cache.metrics.compare_models, aggregated in DuckDB so it scales to 10^6 rows: pair counts,
-    McNemar and kappa overall and per modality, and the first ``limit`` disagreements."""
-    result = _run(root, signature, lambda cur: cm.compare_models(cur, model_a, model_b, filters, limit))
+    McNemar and kappa overall and per modality, and the first ``limit`` disagreements (``prompts``:
+    pair A's prompt with B's, for models that answered different prompts, e.g. a reader)."""
+    result = _run(root, signature, lambda cur: cm.compare_models(cur, model_a, model_b, filters, limit, prompts))
     return result | {"disagreements": pd.DataFrame(result["disagreements"])}
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def model_prompts(root: str, signature: str) -> dict[str, list[str]]:
+    """model -> the prompts it has current answers to."""
+    if not has_parts(signature):
+        return {}
+    rows = _run(root, signature, lambda cur: cur.execute(
+        "SELECT DISTINCT model, prompt_id FROM results ORDER BY ALL").fetchall())
+    out: dict[str, list[str]] = {}
+    for model, prompt in rows:
+        out.setdefault(model, []).append(prompt)
+    return out
 
 
 # -- gallery ---------------------------------------------------------------------------------------
@@ -448,3 +462,35 @@ def is_bundle(root: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(manifest, dict) and manifest.get("format") == bundle.BUNDLE_FORMAT
+
+
+# -- reader study ------------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def study_images(root: str, signature: str) -> pd.DataFrame:
+    """Images the models answered (current detect rows of providers other than readers) with their
+    modality, truth, source and path, and whether the store keeps their prepared bytes."""
+    if not has_parts(signature):
+        return pd.DataFrame(columns=["image_sha256", "modality", "truth", "source", "image_path", "prepared"])
+    df = _df(root, signature, """
+        SELECT image_sha256, any_value(modality) AS modality, any_value(truth) AS truth,
+               any_value(source) AS source, min(image_path) AS image_path
+        FROM results WHERE provider IS DISTINCT FROM 'reader' AND truth IN ('real', 'synthetic')
+        GROUP BY image_sha256 ORDER BY image_sha256""")
+    have = prepared.prepared_shas(Store(root))
+    df["prepared"] = [sha in have for sha in df["image_sha256"]]
+    return df
+
+
+def reader_done(root: str, model: str, prompt_sha256: str) -> dict[str, set[str]]:
+    """task -> the images a reader has an ok answer for (under these instructions), read from the store
+    now (not cached: it decides what the reader sees next)."""
+    signature = store_signature(root)
+    if not has_parts(signature):
+        return {}
+    rows = _run(root, signature, lambda cur: cur.execute(
+        "SELECT coalesce(task, 'detect'), image_sha256 FROM responses WHERE status = 'ok' AND provider = 'reader' "
+        "AND model = ? AND prompt_sha256 = ?", [model, prompt_sha256]).fetchall())
+    out: dict[str, set[str]] = {}
+    for task, sha in rows:
+        out.setdefault(task, set()).add(sha)
+    return out

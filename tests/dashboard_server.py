@@ -27,7 +27,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 #: url path -> (title shown on the page)
 PAGES = {"": "Overview", "confusion": "Confusion matrices", "gallery": "Gallery", "compare": "Compare two models",
-         "runs": "Runs & errors", "quality": "Interpretation quality", "review": "Review labels"}
+         "runs": "Runs & errors", "quality": "Interpretation quality", "review": "Review labels",
+         "reader": "Reader study"}
 
 
 def browser_missing() -> str | None:

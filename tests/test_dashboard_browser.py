@@ -34,6 +34,7 @@ KEY_TEXT = {
     "runs": ["Errors by model and type", "Cost per run (USD)", "Run provenance"],
     "quality": ["Interpretation quality", "names a finding"],
     "review": ["Nothing to review here.", "Parser vs judge"],
+    "reader": ["No reader study in this store yet."],
 }
 #: url path -> values that must appear in the first table drawn on the page
 KEY_CELLS = {"": "0.583 [0.320, 0.807]", "runs": "429 Too Many Requests: retry after 20 s", "quality": "0.3846"}
