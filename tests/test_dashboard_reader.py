@@ -61,7 +61,7 @@ def page_text(at: AppTest) -> str:
             walk(child)
 
     walk(at._tree)
-    text = re.sub(r"(?m)^\s*(set_value|raw_value): .*\n", "", "\n".join(parts))  # widget bookkeeping
+    text = re.sub(r"(?m)^\s*(set_value|raw_value|id): .*\n", "", "\n".join(parts))  # widget bookkeeping
     return re.sub(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=]+", "data:IMAGE", text)
 
 
@@ -78,10 +78,19 @@ def sign_in(at: AppTest, name: str = "Alice") -> AppTest:
     return ok(at.text_input(key="reader_name_input").input(name).run())
 
 
-def answer(at: AppTest, label: str, rating: int, cue: str = "") -> AppTest:
-    at.segmented_control(key="reader_rating").set_value(rating)
-    if cue:
-        at.text_input(key="reader_cue").input(cue)
+def rating(at: AppTest):
+    """The case's rating control (its key changes with the case, so each case starts blank)."""
+    return next(s for s in at.segmented_control if s.key.startswith("reader_rating_"))
+
+
+def cue(at: AppTest):
+    return next(t for t in at.text_input if t.key.startswith("reader_cue_"))
+
+
+def answer(at: AppTest, label: str, stars: int, text: str = "") -> AppTest:
+    rating(at).set_value(stars)
+    if text:
+        cue(at).input(text)
     return ok(at.button(key=f"reader_{label}").click().run())
 
 
@@ -123,7 +132,10 @@ def test_the_page_never_shows_truth_source_file_names_or_model_answers(fx, monke
         assert leaks == [], (index, leaks)
         assert not re.search(r"(?i)\b(truth|correct|accuracy|score)\b", text)
         # apart from the case number, a real case and a synthetic case are the same page
-        seen_by_truth.setdefault(fx.truth(sha), text.replace(f"Case {index + 1} of 8", "Case N of 8"))
+        blank = text.replace(f"Case {index + 1} of 8", "Case N of 8").replace(
+            f"_scored_{index + 1}", "_scored_N"
+        )
+        seen_by_truth.setdefault(fx.truth(sha), blank)
         answer(at, "real" if index % 2 else "synthetic", 3)
     assert set(seen_by_truth) == {"real", "synthetic"}
     assert seen_by_truth["real"] == seen_by_truth["synthetic"]
@@ -179,7 +191,7 @@ def test_an_answer_is_a_row_like_a_models(fx, monkeypatch):
     study = create_study(at, size=4)
     sign_in(at)
     sha = rs.next_case(session_of(fx, study))[1]
-    answer(at, "synthetic", 4, cue="too   smooth\nvessels")
+    answer(at, "synthetic", 4, text="too   smooth\nvessels")
     row = reader_rows(fx)[0]
     image = next(i for i in fx.images if i["image_sha256"] == sha)
     assert row["key"] == response_key(
@@ -223,11 +235,12 @@ def test_an_answer_is_a_row_like_a_models(fx, monkeypatch):
     }
     assert row["raw_text"] == "Synthetic; confidence 4 of 5 (probably synthetic)"
     before = len(reader_rows(fx))
-    at.segmented_control(key="reader_rating").set_value(5)
+    assert rating(at).value is None and cue(at).value == ""  # the next case starts blank
+    ok(at.button(key="reader_real").click().run())  # no rating picked: not saved
+    assert "pick how sure you are" in at.error[0].value and len(reader_rows(fx)) == before
+    rating(at).set_value(5)
     ok(at.button(key="reader_real").click().run())  # 'definitely synthetic' does not fit Real: not saved
     assert "does not fit the answer real" in at.error[0].value and len(reader_rows(fx)) == before
-    ok(at.button(key="reader_real").click().run())  # no rating picked: not saved
-    assert len(reader_rows(fx)) == before
 
 
 def test_readers_appear_beside_the_models_on_every_page(fx, monkeypatch):
@@ -320,7 +333,7 @@ def test_invite_codes_and_oidc_login(fx, monkeypatch):
         elif expected == "refused":
             assert "is not on this study's list of readers" in at.error[0].value and not at.get("subheader")
         else:
-            assert at.get("subheader")[0].value == "Case 1 of 4" and not at.text_input(key="reader_cue").value
+            assert at.get("subheader")[0].value == "Case 1 of 4" and not cue(at).value
             assert any("ann@example.org" in c.value for c in at.caption)
 
 

@@ -132,7 +132,13 @@ def _who(study: rs.Study, emails: list[str] | None) -> str | None:
     return None
 
 
-def _answer(root: str, study_id: str, name: str, block: str, sha: str, label: str) -> None:
+def _widget_keys(block: str, number: int) -> tuple[str, str]:
+    """The rating and cue widgets of one case: new keys per case, so each case starts blank (the case
+    number is opaque; a key shows in the page as a CSS class, so it never holds an image id)."""
+    return f"{RATING}_{block}_{number}", f"{CUE}_{block}_{number}"
+
+
+def _answer(root: str, study_id: str, name: str, block: str, sha: str, number: int, label: str) -> None:
     """Button callback: write the answer row at once (once per key), then the session."""
     store = Store(root)
     study = rs.load_study(store, study_id)
@@ -142,9 +148,9 @@ def _answer(root: str, study_id: str, name: str, block: str, sha: str, label: st
     images = queries.study_images(root, queries.store_signature(root)).set_index("image_sha256")
     try:
         image = images.loc[sha].to_dict() | {"image_sha256": sha}
-        row = rs.answer_row(
-            study, session, block, image, label, st.session_state.get(RATING), st.session_state.get(CUE)
-        )
+        rating_key, cue_key = _widget_keys(block, number)
+        rating, cue = st.session_state.get(rating_key), st.session_state.get(cue_key)
+        row = rs.answer_row(study, session, block, image, label, rating, cue)
     except (KeyError, ValueError) as exc:
         st.session_state[ERROR] = str(exc) if not isinstance(exc, KeyError) else "this image left the store"
         return
@@ -153,8 +159,7 @@ def _answer(root: str, study_id: str, name: str, block: str, sha: str, label: st
         store.append([row])
     session.answered.setdefault(block, []).append(sha)
     rs.save_session(store, session)
-    for key in (RATING, CUE, ERROR):
-        st.session_state.pop(key, None)
+    st.session_state.pop(ERROR, None)
     if block == "training":  # feedback is kept in this browser session only, never in the scored block
         st.session_state[FEEDBACK] = {"truth": image["truth"], "label": label}
 
@@ -172,10 +177,11 @@ def _case(
     if block == "training":
         st.caption("Training: not scored. The right answer is shown after each training case.")
     st.html(image_html(*found))
+    rating_key, cue_key = _widget_keys(block, number)
     st.segmented_control(
-        "How sure are you?", list(rs.RATINGS), key=RATING, format_func=lambda r: f"{r} · {rs.RATINGS[r]}"
+        "How sure are you?", list(rs.RATINGS), key=rating_key, format_func=lambda r: f"{r} · {rs.RATINGS[r]}"
     )
-    st.text_input("What made you decide? (optional)", key=CUE, max_chars=500)
+    st.text_input("What made you decide? (optional)", key=cue_key, max_chars=500)
     with st.container(horizontal=True, key="reader_buttons"):
         for label in ("real", "synthetic"):
             st.button(
@@ -183,7 +189,7 @@ def _case(
                 key=f"reader_{label}",
                 type="primary",
                 on_click=_answer,
-                args=(ctx.root, study.study_id, session.reader, block, sha, label),
+                args=(ctx.root, study.study_id, session.reader, block, sha, number, label),
             )
     if st.session_state.get(ERROR):
         st.error(f"Not saved: {st.session_state[ERROR]}")
