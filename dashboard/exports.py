@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import threading
 import warnings
@@ -83,7 +84,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(df: pd.DataFrame, *, caption: str = "", label: str = "", digits: int = 3) -> str:
     """A booktabs ``table`` environment; text columns left-aligned, numbers right-aligned."""
-    align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in df.columns)
+    align = "".join("r" if _numeric(df[c]) else "l" for c in df.columns)
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
@@ -97,6 +98,17 @@ def to_latex(df: pd.DataFrame, *, caption: str = "", label: str = "", digits: in
     return "\n".join(lines) + "\n"
 
 
+_NUMBER_TEXT = re.compile(r"–|\$?-?\d[\d,]*(\.\d+)?")
+
+
+def _numeric(column: pd.Series) -> bool:
+    """Numbers, or numbers already formatted as text ('0.750', '$0.0120', '–'): right-aligned."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = [v for v in column if v is not None]
+    return bool(values) and all(isinstance(v, str) and _NUMBER_TEXT.fullmatch(v) for v in values)
+
+
 def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
@@ -104,7 +116,7 @@ def _md_escape(text: str) -> str:
 def to_markdown(df: pd.DataFrame, *, digits: int = 3) -> str:
     """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
     header = "| " + " | ".join(_md_escape(str(c)) for c in df.columns) + " |"
-    rule = "| " + " | ".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + " |"
+    rule = "| " + " | ".join("---:" if _numeric(df[c]) else "---" for c in df.columns) + " |"
     rows = ["| " + " | ".join(_md_escape(_cell(v, digits)) for v in row) + " |"
             for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *rows]) + "\n"
@@ -147,10 +159,13 @@ def paper_table(groups: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def paper_text_table(groups: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """:func:`paper_table` for LaTeX / Markdown: cost as '$0.1200' (three digits would round it away)."""
+def paper_text_table(groups: Sequence[dict[str, Any]], digits: int = 3) -> pd.DataFrame:
+    """:func:`paper_table` as it is shown and exported to LaTeX / Markdown: rates to ``digits`` places,
+    cost as '$0.1200' (three digits would round it away), undefined values as '–'."""
     df = paper_table(groups)
-    df["Cost"] = [None if c is None or (isinstance(c, float) and math.isnan(c)) else f"${c:.4f}" for c in df["Cost"]]
+    for header in RATE_HEADERS:
+        pattern = "${:.4f}" if header == "Cost" else f"{{:.{digits}f}}"
+        df[header] = ["–" if math.isnan(v) else pattern.format(v) for v in df[header]]
     return df
 
 

@@ -25,13 +25,13 @@ RATE = st.column_config.NumberColumn(format="%.3f")
 CONFIG = {c: RATE for c in ("coverage", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                             "accuracy_answered", "sensitivity", "specificity")}
 PAPER_CONFIG = {
-    "Coverage": st.column_config.NumberColumn(help="answered (real or synthetic) / n"),
+    "Coverage": st.column_config.Column(help="answered (real or synthetic) / n"),
     "Accuracy [95% CI]": st.column_config.TextColumn(help="correct / n (abstentions count as wrong), 95% Wilson"),
-    "Sensitivity": st.column_config.NumberColumn(help="synthetic read as synthetic, answered only"),
-    "Specificity": st.column_config.NumberColumn(help="real read as real, answered only"),
+    "Sensitivity": st.column_config.Column(help="synthetic read as synthetic, answered only"),
+    "Specificity": st.column_config.Column(help="real read as real, answered only"),
     "Abstained": st.column_config.NumberColumn(help="uncertain + refused + unparseable"),
     "Errors": st.column_config.NumberColumn(help="calls still failing (see Runs & errors)"),
-    "Cost": st.column_config.NumberColumn(help="USD, from the price table (–: not priced)"),
+    "Cost": st.column_config.Column(help="USD, from the price table (–: not priced)"),
 }
 NO_ANSWERS = ("No chart: no image under these filters has an answer yet (every response is an error; see "
               "Runs & errors).")
@@ -42,13 +42,6 @@ def overview_frame(groups: list[dict[str, Any]], columns: tuple[str, ...] = COLU
     rows = [g | {"accuracy_ci": exports.fmt_interval(g["accuracy"], g["accuracy_ci_low"], g["accuracy_ci_high"])}
             for g in groups]
     return pd.DataFrame(rows, columns=list(columns))
-
-
-def paper_styler(table: pd.DataFrame) -> Any:
-    """The paper table with its numbers formatted and undefined rates shown as '–' (not 'None'); the
-    values stay numbers, so the columns still sort."""
-    formats = {"Coverage": "{:.3f}", "Sensitivity": "{:.3f}", "Specificity": "{:.3f}", "Cost": "${:.4f}"}
-    return table.style.format(formats, na_rep="–")
 
 
 def has_answers(groups: list[dict[str, Any]], metric: str | None = None) -> bool:
@@ -88,7 +81,7 @@ def render() -> None:
         st.warning("Confound audit: real and synthetic images differ in ways a model could read instead of "
                    "the anatomy; read these scores with care.\n\n"
                    + "\n".join(f"- {ui.literal(w)}" for w in warnings[:6]), icon=":material/warning:")
-    st.dataframe(paper_styler(exports.paper_table(groups)), width="stretch", hide_index=True,
+    st.dataframe(exports.paper_text_table(groups), width="stretch", hide_index=True,
                  column_config=PAPER_CONFIG, key="overview_table")
     sources = queries.label_sources(ctx.root, ctx.signature, ctx.filters)
     if sources:

@@ -43,10 +43,11 @@ def allowed_emails() -> list[str] | None:
 
 
 def image_html(data: bytes, mime: str) -> str:
-    """The prepared bytes as they are (a data: URL; st.image would re-encode an RGB PNG as JPEG)."""
+    """The prepared bytes as they are (a data: URL; st.image would re-encode an RGB PNG as JPEG), drawn
+    at one width whatever their pixel size (so the size on screen says nothing about the source)."""
     return (
         f"<img data-testid='reader-case-image' alt='case image' src='data:{mime};base64,"
-        f"{base64.b64encode(data).decode('ascii')}' style='max-width: 100%; max-height: 75vh'>"
+        f"{base64.b64encode(data).decode('ascii')}' style='width: min(100%, 720px); height: auto'>"
     )
 
 
