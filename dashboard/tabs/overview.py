@@ -25,13 +25,13 @@ RATE = st.column_config.NumberColumn(format="%.3f")
 CONFIG = {c: RATE for c in ("coverage", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                             "accuracy_answered", "sensitivity", "specificity")}
 PAPER_CONFIG = {
-    "Coverage": st.column_config.Column(help="answered (real or synthetic) / n"),
+    "Coverage": st.column_config.Column(help="answered (real or synthetic) / n", alignment="right"),
     "Accuracy [95% CI]": st.column_config.TextColumn(help="correct / n (abstentions count as wrong), 95% Wilson"),
-    "Sensitivity": st.column_config.Column(help="synthetic read as synthetic, answered only"),
-    "Specificity": st.column_config.Column(help="real read as real, answered only"),
+    "Sensitivity": st.column_config.Column(help="synthetic read as synthetic, answered only", alignment="right"),
+    "Specificity": st.column_config.Column(help="real read as real, answered only", alignment="right"),
     "Abstained": st.column_config.NumberColumn(help="uncertain + refused + unparseable"),
     "Errors": st.column_config.NumberColumn(help="calls still failing (see Runs & errors)"),
-    "Cost": st.column_config.Column(help="USD, from the price table (–: not priced)"),
+    "Cost": st.column_config.Column(help="USD, from the price table (–: not priced)", alignment="right"),
 }
 NO_ANSWERS = ("No chart: no image under these filters has an answer yet (every response is an error; see "
               "Runs & errors).")
