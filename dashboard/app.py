@@ -9,7 +9,6 @@ server to 127.0.0.1 and turns usage statistics off, whatever the working directo
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cache.bundle import BundleError  # noqa: E402
 from cache.filters import Filters  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
-from dashboard.context import AppContext, session_store, set_context, store_argument  # noqa: E402
+from dashboard.context import AppContext, reader_only, session_store, set_context, store_argument  # noqa: E402
 
 #: (script, title, url path, icon); the first is the default page
 PAGES = (
@@ -43,7 +42,7 @@ PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "
 #: pages that show no store data beyond their own (a blinded reader sees no filters, sources or demo text)
 BLINDED = ("reader",)
 #: MEDLENS_READER_ONLY=1: a deployment for readers serves the reader page alone (no way to the answers)
-READER_ONLY = os.environ.get("MEDLENS_READER_ONLY", "") not in ("", "0")
+READER_ONLY = reader_only()
 
 
 def drop_other_pages_params(url_path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -52,3 +53,8 @@ def session_store() -> str | None:
 def switch_store(root: str) -> None:
     """Use ``root`` for the rest of this session (every page, every later run)."""
     st.session_state[_STORE_OVERRIDE] = root
+
+
+def reader_only() -> bool:
+    """MEDLENS_READER_ONLY=1: a deployment for readers (the reader page alone; no study is made there)."""
+    return os.environ.get("MEDLENS_READER_ONLY", "") not in ("", "0")

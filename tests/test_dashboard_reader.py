@@ -355,8 +355,12 @@ def test_without_prepared_images_or_from_a_bundle_nothing_is_read(fx, tmp_path, 
 
 def test_reader_only_deployment_serves_the_reader_page_alone(fx, monkeypatch):
     Clock(monkeypatch)
+    (fx.root / "demo.json").write_text(json.dumps({"demo": True, "contents": "images from SrcAlphaRetina"}))
+    at = open_reader()  # the demo notice names sources: not on the reader page
+    assert not any("Demo store" in i.value or "SrcAlphaRetina" in i.value for i in at.info)
     monkeypatch.setenv("MEDLENS_READER_ONLY", "1")
     at = AppTest.from_file(APP, default_timeout=60).run()  # the default page
     ok(at)
     assert [t.value for t in at.title] == ["Reader study"] and not at.sidebar.multiselect
-    assert not any("Demo store" in i.value for i in at.info)
+    assert not any(b.key == "reader_create" for b in at.button)  # studies are made elsewhere
+    assert any("Ask the study's organiser" in i.value for i in at.info)

@@ -21,7 +21,7 @@ from cache import prepared
 from cache import reader_study as rs
 from cache.store import Store
 from dashboard import queries, ui, writable
-from dashboard.context import AppContext, get_context
+from dashboard.context import AppContext, get_context, reader_only
 
 READER, RATING, CUE, FEEDBACK, ERROR = (
     "reader_who",
@@ -215,7 +215,8 @@ def render() -> None:
     store, emails = Store(ctx.root), allowed_emails()
     images = queries.study_images(ctx.root, ctx.signature)
     # a study is made before anyone reads: once a reader is signed in, no counts of the images are shown
-    study = _study(ctx, store, images, may_create=emails is None and not st.session_state.get(READER))
+    may_create = emails is None and not reader_only() and not st.session_state.get(READER)
+    study = _study(ctx, store, images, may_create=may_create)
     if study is None:
         return
     st.caption(study.instructions)
