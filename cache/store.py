@@ -220,7 +220,9 @@ class Store:
             return 0
         try:
             with layout_lease(self.storage, owner, "folding a dead run's journal", self.root):
-                return self.fold_dead_journals(owner, liveness)
+                folded = self.fold_dead_journals(owner, liveness)
+                self.sweep_claims(owner, liveness)  # the dead runs' claims on keys now answered
+                return folded
         except StoreBusy:
             return None
 

@@ -157,6 +157,22 @@ def prepare_image(path: Path, options: PrepOptions = PrepOptions()) -> PreparedI
     return PreparedImage(data, mime, hashlib.sha256(data).hexdigest(), image.width, image.height)
 
 
+def prepare_with_thumbnail(path: Path, options: PrepOptions, thumb_path: Any = None) -> tuple[PreparedImage, bytes | None]:
+    """`prepare_image` plus the thumbnail made from the same decoded pixels (no second decode), or
+    None when ``thumb_path(sha256)`` already exists. The bytes are exactly `prepare_image`'s."""
+    image = load_image(path, max_pixels=options.max_pixels)
+    image = image.convert(options.color_mode)
+    image = _square(image, options.max_side) if options.square else _fit(image, options.max_side)
+    data = _encode(image, options.image_format, options.jpeg_quality)
+    mime = "image/png" if options.image_format == "png" else "image/jpeg"
+    prepared = PreparedImage(data, mime, hashlib.sha256(data).hexdigest(), image.width, image.height)
+    if thumb_path is not None and thumb_path(prepared.sha256).exists():
+        return prepared, None
+    if options.image_format == "png":  # lossless: the same pixels the thumbnail of the bytes would see
+        return prepared, make_thumbnail(image)
+    return prepared, make_thumbnail(prepared)
+
+
 def make_thumbnail(image_or_prepared: Image.Image | PreparedImage | Path, max_side: int = 256) -> bytes:
     """A small metadata-free JPEG (quality 80) of a decoded image, a prepared image or a file."""
     if isinstance(image_or_prepared, PreparedImage):

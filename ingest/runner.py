@@ -24,6 +24,7 @@ from cache.claiming import KeyClaimer
 from cache.leases import Holder, new_owner_id
 from cache.parse import parse_answer, reading_columns
 from cache.schema import canonical_json, response_key
+from cache.storage import is_disk_full
 from cache.store import Store, StoreWriter, utcnow
 from ingest.images import ImageError, PrepOptions
 from ingest.items import ImageCache, ImageItem, baseline_items, identify_images, image_error_key, progress_bar
@@ -316,7 +317,13 @@ class Runner:
                 if self.stopping or self.disk_stopped:
                     break
                 part = pending[start : start + chunk]
-                got = await asyncio.to_thread(claimer.claim, [t.key for t in part])
+                try:
+                    got = await asyncio.to_thread(claimer.claim, [t.key for t in part])
+                except OSError as exc:  # a full disk cannot take a claim: start no more calls
+                    if not is_disk_full(exc):
+                        raise
+                    self.disk_stopped = True
+                    break
                 won, done = set(got.won), set(got.done)
                 for task in part:
                     if task.key in won:
