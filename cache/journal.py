@@ -91,6 +91,7 @@ class Journal:
         self.seq = 1
         self.rows = 0  # rows in the open segment
         self._log = None
+        self._closed: dict[int, Any] = {}  # closed segments not yet in a part: their space stays reserved
         self.low_space = False  # the reserve could not be extended: stop starting new calls
 
     @property
@@ -132,24 +133,26 @@ class Journal:
         the next segment."""
         seq = self.seq
         if self._log is not None:
-            self._log.close()
-            self._log = None
             if self.rows == 0:
+                self._log.close()
                 self.remove(seq)
+            else:
+                self._closed[seq] = self._log  # reserve kept until its part is written
+            self._log = None
         self.rows, self.seq = 0, seq + 1
         return seq
 
     def remove(self, seq: int) -> None:
+        log = self._closed.pop(seq, None)
+        if log is not None:
+            log.close(trim=False)
         self.storage.delete(segment_name(self.owner_id, seq))
-
-    def trim(self) -> None:
-        """Give back reserved space (a full disk needs it for the run record)."""
-        trim = getattr(self._log, "trim", None)
-        if trim is not None:
-            trim()
 
     def close(self) -> list[str]:
         """Close; remove the folder when empty. Returns the segments still kept (not in parts)."""
+        for log in self._closed.values():
+            log.close()  # trimmed: the reserve goes back (room for the run record)
+        self._closed.clear()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -56,7 +56,7 @@ class LogWriter(Protocol):
 
     def sync(self) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, trim: bool = True) -> None: ...
 
 
 class Storage(Protocol):
@@ -133,9 +133,12 @@ class LocalLog:
         os.ftruncate(self.fd, self.size)
         self.allocated = self.size
 
-    def close(self) -> None:
+    def close(self, trim: bool = True) -> None:
+        """Close; ``trim=False`` keeps the reserved space (a full disk must not hand it to parts
+        while the answers are still only here)."""
         if self.fd >= 0:
-            self.trim()
+            if trim:
+                self.trim()
             os.close(self.fd)
             self.fd = -1
 

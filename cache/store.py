@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from cache.journal import fold_journal, journal_owners, segment_of_part
 from cache.leases import CLAIMS, LEASES, Claims, Liveness, Owner, StoreBusy, layout_lease
 from cache.schema import SCHEMA_VERSION, TABLES, arrow_schema
-from cache.storage import LocalStorage, Storage
+from cache.storage import LocalStorage, Storage, is_disk_full
 
 DEFAULT_STORE = Path("data/store")
 PARTS_GLOB = "responses/**/*.parquet"
@@ -133,7 +133,34 @@ class Store:
 
     def write_run(self, run_id: str, meta: Mapping[str, Any]) -> None:
         data = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
-        atomic_write_bytes(self.runs_dir / f"{run_id}.json", data)
+        self._write_run_bytes(self.runs_dir / f"{run_id}.json", data)
+
+    def reserve_run(self, run_id: str, size: int = 256 << 10) -> None:
+        """Set space aside for the run record, so that a run on a disk that fills up still writes it."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.runs_dir / f".{run_id}.json.reserve", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+
+    def _write_run_bytes(self, path: Path, data: bytes) -> None:
+        reserve = path.with_name(f".{path.name}.reserve")
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:  # a full disk: write into the space set aside (no new blocks needed)
+            if not (is_disk_full(exc) and reserve.exists() and len(data) <= reserve.stat().st_size):
+                raise
+            fd = os.open(reserve, os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(reserve, path)
+        reserve.unlink(missing_ok=True)
 
     def runs(self) -> list[dict[str, Any]]:
         """Run provenance records, oldest first."""

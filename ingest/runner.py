@@ -404,6 +404,7 @@ class Runner:
         writer = None
         try:
             self.store.recover(owner)  # what a dead run journaled is in the store before we plan
+            self.store.reserve_run(self.run_id)
             writer = StoreWriter(self.store, owner=owner,
                                  on_durable=lambda keys: [c.release(keys) for c in claimers])
             items = await self.identify()
