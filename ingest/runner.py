@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     claimed_by: dict[str, Holder] = field(default_factory=dict)  # owner id -> who held keys we skipped
     disk_full: str | None = None  # what was kept, and where, when the disk filled up
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (in the run record)
 
 
 class Runner:
@@ -407,7 +409,9 @@ class Runner:
             self.store.reserve_run(self.run_id)
             writer = StoreWriter(self.store, owner=owner,
                                  on_durable=lambda keys: [c.release(keys) for c in claimers])
+            clock = time.perf_counter()
             items = await self.identify()
+            result.timings["identify_s"] = round(time.perf_counter() - clock, 3)
             self.check_duplicates(items)
             parts = self.store.part_names()
             con = self.store.connect()  # one snapshot answers both: what is done, and with which truth
@@ -415,11 +419,17 @@ class Runner:
             self.check_stored_truth(items, set(self._cached_sha), con)
             claimers.append(KeyClaimer(self.store, owner, parts))
             result.image_errors = self.record_image_errors(items, writer)
+            result.timings["plan_s"] = round(time.perf_counter() - clock - result.timings["identify_s"], 3)
+            clock = time.perf_counter()
             await self.execute(items, tasks, writer, claimers[0])
+            result.timings["calls_s"] = round(time.perf_counter() - clock, 3)
         except asyncio.CancelledError:
             result.interrupted = True
         finally:
+            clock = time.perf_counter()
             self._finish(result, writer, claimers)
+            result.timings["close_s"] = round(time.perf_counter() - clock, 3)
+            result.timings["images_prepared"] = self.images.prepared
             for provider in self.providers:
                 await provider.aclose()
             try:
@@ -450,7 +460,7 @@ class Runner:
             "prompt_sha256": self.prompt.sha256, "repeats": self.repeats,
             "prep": self.prep.as_params(), "interrupted": result.interrupted,
             "budget_usd": self.budget_usd, "budget_stopped": result.budget_stopped,
-            "disk_full": result.disk_full,
+            "disk_full": result.disk_full, "timings": result.timings,
             "claimed_by_other_runs": {k: h.describe() for k, h in result.claimed_by.items()},
             "models": {
                 name: {"params": p.params(), "pending": t.pending, "cached": t.cached, "ok": t.ok,
