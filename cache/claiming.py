@@ -54,7 +54,8 @@ class KeyClaimer:
             if name.rsplit("/", 1)[-1].startswith(self._own):
                 continue
             try:
-                table = pq.read_table(self.store.root / name, columns=["key", "status"])  # type: ignore[attr-defined]
+                with self.store.storage.open_input(name) as fh:  # type: ignore[attr-defined]
+                    table = pq.read_table(fh, columns=["key", "status"])
             except (OSError, ValueError):
                 continue  # removed by a compaction meanwhile: its merged part shows up as new
             keys, status = table.column("key").to_pylist(), table.column("status").to_pylist()

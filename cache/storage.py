@@ -12,6 +12,7 @@ operation              local filesystem (``LocalStorage``)          S3-compatibl
                        (atomic; EEXIST means someone else won)      (412 Precondition Failed: someone else won)
 ``put``                temp file, fsync, ``os.replace``             ``PutObject``
 ``read``               read the file                                ``GetObject`` (NoSuchKey: FileNotFoundError)
+``open_input``         ``open(path, "rb")``                         ``S3FileSystem.open_input_file`` (ranged GETs)
 ``delete``             unlink (missing is fine)                     ``DeleteObject``
 ``list``               ``os.scandir`` of a folder                   ``ListObjectsV2`` with a prefix and ``/``
 ``open_log``           one file, ``O_APPEND``, fsync per group,     one object per group (``<name>/<seq>``, put
@@ -67,6 +68,8 @@ class Storage(Protocol):
     def put(self, name: str, data: Data, durable: bool = True, mode: int = 0o644) -> None: ...
 
     def read(self, name: str) -> bytes: ...
+
+    def open_input(self, name: str) -> BinaryIO: ...
 
     def delete(self, name: str) -> None: ...
 
@@ -203,6 +206,10 @@ class LocalStorage:
 
     def read(self, name: str) -> bytes:
         return self.path(name).read_bytes()
+
+    def open_input(self, name: str) -> BinaryIO:
+        """A seekable reader (a Parquet footer is read without the whole file)."""
+        return open(self.path(name), "rb")
 
     def delete(self, name: str) -> None:
         path = self.path(name)

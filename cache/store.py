@@ -73,9 +73,9 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]], table: str = "responses") -
     return pa.Table.from_pydict(columns, schema=arrow_schema(table))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, fsync, rename: the file is either absent or complete."""
-    LocalStorage(path.parent).put(path.name, data)
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write to a temporary sibling, fsync (unless not ``durable``), rename: absent or complete."""
+    LocalStorage(path.parent).put(path.name, data, durable=durable)
 
 
 def _parquet_writer(table: pa.Table) -> Any:
@@ -125,8 +125,8 @@ class Store:
 
     def write_thumb(self, image_sha256: str, jpeg: bytes) -> None:
         path = self.thumbs_dir / f"{image_sha256}.jpg"
-        if not path.exists():
-            atomic_write_bytes(path, jpeg)
+        if not path.exists():  # no fsync: a thumbnail lost in a power cut is only missing from a page
+            atomic_write_bytes(path, jpeg, durable=False)
 
     def thumb_path(self, image_sha256: str) -> Path:
         return self.thumbs_dir / f"{image_sha256}.jpg"
@@ -175,12 +175,12 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
     def _replaced_by(self, name: str) -> frozenset[str]:
         """The part names a merged part replaces (from its footer; cached: parts never change)."""
-        path = self.storage.local_path(name)
         try:
-            key = (str(path), path.stat().st_size)
-            if key not in _REPLACES:
-                meta = pq.read_schema(path).metadata or {}
-                _REPLACES[key] = frozenset(json.loads(meta.get(REPLACES_KEY, b"[]")))
+            with self.storage.open_input(name) as fh:
+                key = (f"{self.root}/{name}", fh.seek(0, os.SEEK_END))
+                if key not in _REPLACES:
+                    meta = pq.ParquetFile(fh).schema_arrow.metadata or {}
+                    _REPLACES[key] = frozenset(json.loads(meta.get(REPLACES_KEY, b"[]")))
             return _REPLACES[key]
         except (OSError, ValueError, pa.ArrowException):
             return frozenset()  # unreadable: it replaces nothing (and queries name it)

@@ -234,7 +234,8 @@ class StoreWriter:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        present = pq.read_table(self.store.root / name, columns=["key", "created_at"])
+        with self.store.storage.open_input(name) as fh:
+            present = pq.read_table(fh, columns=["key", "created_at"])
         seen = pc.binary_join_element_wise(present["key"], pc.cast(present["created_at"], pa.string()), "|")
         mine = pc.binary_join_element_wise(table["key"], pc.cast(table["created_at"], pa.string()), "|")
         missing = table.filter(pc.invert(pc.is_in(mine, value_set=seen)))
