@@ -68,8 +68,8 @@ class StoreWriter:
         """Queue one row; the future resolves once it is in the journal (or fails with the OSError)."""
         future: Future = Future()
         with self._cond:
-            if self._stop:
-                raise RuntimeError("StoreWriter is closed")
+            if self._stop or not self._thread.is_alive():
+                raise RuntimeError(f"StoreWriter is closed ({self.error or 'closed'})")
             self._queue.append((row, future))
             self._cond.notify()
         return future
@@ -145,6 +145,18 @@ class StoreWriter:
 
     # -- the thread -----------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # a bug of ours: fail every waiting row rather than hang the run
+            with self._cond:
+                self.error, queued, self._queue = exc, self._queue, []
+                self._flush_wanted = False
+                self._cond.notify_all()
+            for _, future in queued:
+                future.set_exception(exc)
+            raise
+
+    def _run(self) -> None:
         while True:
             with self._cond:
                 while not (self._queue or self._stop or self._flush_wanted or self._due()):
@@ -226,7 +238,8 @@ class StoreWriter:
                 self._closed.pop(0)
                 self.rows_written += table.num_rows
             if self.on_durable is not None:
-                self.on_durable(table.column("key").to_pylist())
+                with contextlib.suppress(Exception):  # e.g. a claim not released: it expires with us
+                    self.on_durable(table.column("key").to_pylist())
 
     def _add_missing(self, name: str, table: pa.Table) -> None:
         """Our part's name exists: another process took us for dead and folded our journal. Write
