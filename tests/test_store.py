@@ -238,3 +238,25 @@ def test_a_connection_is_a_snapshot_of_the_parts_it_was_made_over(tmp_path: Path
     new = store.connect()
     assert dict(new.execute("SELECT key, label FROM results").fetchall()) == {
         "k1": "synthetic", "k2": "real", "k3": "real"}
+
+
+def test_journal_survives_a_torn_tail_and_reserves_space_ahead(tmp_path: Path) -> None:
+    from cache.journal import Journal, encode_frame, read_segment, segment_name
+    from cache.leases import new_owner_id
+    from cache.store import rows_to_table
+
+    store = Store(tmp_path)
+    journal = Journal(store.storage, new_owner_id(), reserve=1 << 16, headroom=1 << 12)
+    journal.append(rows_to_table([row(1)]))
+    journal.append(rows_to_table([row(2, label="synthetic")]))
+    name = segment_name(journal.owner_id, 1)
+    path = store.root / name
+    assert path.stat().st_size == 1 << 16, "space reserved ahead (zeros the reader stops at)"
+    table = read_segment(store.storage, name)
+    assert table.column("key").to_pylist() == ["k1", "k2"] and table.column("label").to_pylist() == ["real", "synthetic"]
+    first = len(encode_frame(rows_to_table([row(1)])))
+    data = path.read_bytes()
+    path.write_bytes(data[: first + 40])  # killed while writing the second group
+    assert read_segment(store.storage, name).column("key").to_pylist() == ["k1"]
+    path.write_bytes(data[:first] + b"MLJ1" + data[first + 4 : first + 60] + b"\xff" * 64)  # bad CRC
+    assert read_segment(store.storage, name).column("key").to_pylist() == ["k1"]
