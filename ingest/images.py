@@ -137,11 +137,11 @@ def load_image(path: Path, max_pixels: int = PrepOptions.max_pixels) -> Image.Im
             image.load()
         except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
             raise _decode_error(path, fmt, exc) from None
-        try:
-            upright = ImageOps.exif_transpose(image)
+        try:  # in place: the copy exif_transpose makes otherwise costs ~7% of a 3000 px fundus
+            ImageOps.exif_transpose(image, in_place=True)
         except Exception:  # unreadable EXIF: the orientation is unknown, keep the pixels as stored
-            upright = image
-        return _normalise_mode(upright)
+            pass
+        return _normalise_mode(image)
 
 
 def prepare_image(path: Path, options: PrepOptions = PrepOptions()) -> PreparedImage:
@@ -161,7 +161,8 @@ def prepare_with_thumbnail(path: Path, options: PrepOptions, thumb_path: Any = N
     """`prepare_image` plus the thumbnail made from the same decoded pixels (no second decode), or
     None when ``thumb_path(sha256)`` already exists. The bytes are exactly `prepare_image`'s."""
     image = load_image(path, max_pixels=options.max_pixels)
-    image = image.convert(options.color_mode)
+    if image.mode != options.color_mode:  # convert() to the same mode is a full copy
+        image = image.convert(options.color_mode)
     image = _square(image, options.max_side) if options.square else _fit(image, options.max_side)
     data = _encode(image, options.image_format, options.jpeg_quality)
     mime = "image/png" if options.image_format == "png" else "image/jpeg"

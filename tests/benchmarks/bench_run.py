@@ -25,6 +25,7 @@ import base64
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -169,6 +170,11 @@ def request_bodies(store: Path, prompt: str) -> list[bytes]:
     return bodies
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def ingest(args: list[str], env: dict, profile: Path | None = None) -> float:
     cmd = [sys.executable, *(["-m", "pyinstrument", "-r", "text", "-o", str(profile)] if profile else []),
            "-m", "ingest", *args]
@@ -237,24 +243,34 @@ def side_by_side(work: Path, args: argparse.Namespace, env: dict, port: int) -> 
           f"phases {record.get('timings')}")
     images = prepared_images(store)[: args.calls]
     os.environ.update({k: env[k] for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY")})
-    bare, alone, runs = [], [], []
+    bare, alone, runs, alone_cpu, run_cpu = [], [], [], [], []
     for index in range(args.rounds):
         asyncio.run(bare_loop(port, bodies, args.concurrency))
         bare.append(rate(server_stats(port)))
+        cpu = time.process_time()
         asyncio.run(provider_loop(port, images, args.concurrency, load_prompt("paper").text))
         alone.append(rate(server_stats(port)))
+        alone_cpu.append(1000 * (time.process_time() - cpu) / (len(images) + args.concurrency))
         warm = store.with_name("store-warm")
         shutil.rmtree(warm, ignore_errors=True)
         shutil.copytree(store, warm, ignore=shutil.ignore_patterns("responses", "runs", "claims", "leases"))
         profile = work / "ingest_profile.txt" if args.profile and index == args.rounds - 1 else None
+        cpu = children_cpu()
         wall = ingest([*run, "--store", str(warm)], env, profile)
         runs.append(rate(server_stats(port)))
+        cpu = children_cpu() - cpu
+        rest = children_cpu()
+        ingest([*run, "--store", str(warm)], env)  # the same command again: everything cached, no call
+        rest = children_cpu() - rest  # start-up, identify, plan: the CPU that is not per call
+        run_cpu.append(1000 * (cpu - rest) / args.calls)
         print(f"round {index + 1}: bare aiohttp {bare[-1]:.0f} calls/s; provider alone {alone[-1]:.0f}; "
-              f"ingest run {runs[-1]:.0f} calls/s "
+              f"ingest run {runs[-1]:.0f} calls/s; client CPU per call: provider {alone_cpu[-1]:.2f} ms, "
+              f"ingest run {run_cpu[-1]:.2f} ms "
               f"({wall:.1f} s wall, phases {last_run(warm).get('timings')})")
     b, a, r = statistics.median(bare), statistics.median(alone), statistics.median(runs)
     print(f"median: bare aiohttp {b:.0f} calls/s, provider alone {a:.0f} ({a / b:.2f}), ingest run {r:.0f} "
-          f"calls/s: ratio {r / b:.2f} (target >= 0.9)")
+          f"calls/s: ratio {r / b:.2f} (target >= 0.9); client CPU per call: provider alone "
+          f"{statistics.median(alone_cpu):.2f} ms, ingest run {statistics.median(run_cpu):.2f} ms")
     if args.profile:
         print(f"profile of the last ingest round: {work / 'ingest_profile.txt'}")
     return 0
