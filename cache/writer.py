@@ -49,7 +49,9 @@ class StoreWriter:
             raise
         self.on_durable = on_durable
         self._cond = threading.Condition()
-        self._queue: list[tuple[Mapping[str, Any], Future]] = []
+        self._queue: list[Mapping[str, Any]] = []
+        self._queued: Future | None = None  # one future per group: resolved when the group is journaled
+        self._dead = False
         self._segment: list[pa.Table] = []  # journaled rows of the open segment
         self._closed: list[tuple[int, pa.Table]] = []  # journaled segments waiting for their part
         self._unjournaled = False  # rows of the open segment that the journal could not take
@@ -60,19 +62,22 @@ class StoreWriter:
         self.rows_written = 0
         self.disk_full: OSError | None = None  # set once the disk filled: stop starting calls
         self.error: BaseException | None = None  # the last failure to write a part
+        self.bad_rows: list[str] = []  # rows that could not be typed (dropped; close raises ValueError)
         self._thread = threading.Thread(target=self._loop, name="medlens-writer", daemon=True)
         self._thread.start()
 
     # -- the caller's side ----------------------------------------------------------------
     def add(self, row: Mapping[str, Any]) -> Future:
-        """Queue one row; the future resolves once it is in the journal (or fails with the OSError)."""
-        future: Future = Future()
+        """Queue one row; the future resolves once it is in the journal (or fails with the OSError).
+        Rows queued together share one future (one group, one fsync)."""
         with self._cond:
-            if self._stop or not self._thread.is_alive():
+            if self._stop or self._dead:
                 raise RuntimeError(f"StoreWriter is closed ({self.error or 'closed'})")
-            self._queue.append((row, future))
-            self._cond.notify()
-        return future
+            if self._queued is None:
+                self._queued = Future()
+                self._cond.notify()  # the thread may be waiting for a first row
+            self._queue.append(row)
+            return self._queued
 
     @property
     def pending(self) -> int:
@@ -115,6 +120,8 @@ class StoreWriter:
         lost = self._keep_unjournaled()
         if self._own_owner:
             self.owner.stop()
+        if self.bad_rows:
+            raise ValueError(f"{len(self.bad_rows)} row(s) could not be written: {self.bad_rows[0]}")
         if kept_rows or kept:
             where = self.store.root / self.journal.folder
             raise OSError(
@@ -149,11 +156,11 @@ class StoreWriter:
             self._run()
         except BaseException as exc:  # a bug of ours: fail every waiting row rather than hang the run
             with self._cond:
-                self.error, queued, self._queue = exc, self._queue, []
-                self._flush_wanted = False
+                self.error, self._dead, queued, self._queued = exc, True, self._queued, None
+                self._queue, self._flush_wanted = [], False
                 self._cond.notify_all()
-            for _, future in queued:
-                future.set_exception(exc)
+            if queued is not None:
+                queued.set_exception(exc)
             raise
 
     def _run(self) -> None:
@@ -161,11 +168,11 @@ class StoreWriter:
             with self._cond:
                 while not (self._queue or self._stop or self._flush_wanted or self._due()):
                     self._cond.wait(self._wait_time())
-                batch, self._queue = self._queue, []
+                batch, future, self._queue, self._queued = self._queue, self._queued, [], None
                 self._busy = bool(batch)
                 stop, wanted = self._stop and not batch, self._flush_wanted
             if batch:
-                self._journal(batch)
+                self._journal(batch, future)
             if wanted or stop or self._due():
                 self._write_parts()
             with self._cond:
@@ -189,29 +196,34 @@ class StoreWriter:
             return None
         return max(0.01, self.flush_seconds - (time.monotonic() - self._last_flush))
 
-    def _journal(self, batch: list[tuple[Mapping[str, Any], Future]]) -> None:
+    def _journal(self, batch: list[Mapping[str, Any]], future: Future) -> None:
         from cache.store import rows_to_table
 
         try:
-            table = rows_to_table([row for row, _ in batch])
-        except Exception as exc:  # a bad row (unknown column): that group fails, the writer goes on
-            for _, future in batch:
-                future.set_exception(exc)
-            return
+            table = rows_to_table(batch)
+        except Exception:  # a bad row (unknown column, a bug): keep the others of its group
+            good = []
+            for row in batch:
+                try:
+                    good.append(rows_to_table([row]))
+                except Exception as exc:
+                    self.bad_rows.append(f"{row.get('key')}: {exc}")
+            if not good:
+                future.set_result(None)
+                return
+            table = pa.concat_tables(good)
         try:
             self.journal.append(table)
         except OSError as exc:  # no headroom left: keep the rows in memory for the part
             self.disk_full = self.disk_full or (exc if is_disk_full(exc) else None)
             self._segment.append(table)  # not journaled: only a part (or a rewritten segment) holds them
             self._unjournaled = True
-            for _, future in batch:
-                future.set_exception(exc)
+            future.set_exception(exc)
             return
         if self.journal.low_space and self.disk_full is None:
             self.disk_full = OSError(28, "No space left on device (journal reserve could not grow)")
         self._segment.append(table)
-        for _, future in batch:
-            future.set_result(None)
+        future.set_result(None)
 
     def _write_parts(self) -> None:
         self._last_flush = time.monotonic()

@@ -64,8 +64,15 @@ def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path,
     assert table.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
     with pytest.raises(ValueError, match="unknown responses column"):
         store.append([dict(row(3), api_key="secret")])
+    writer = StoreWriter(store, flush_seconds=3600)
+    writer.add(row(4))
+    writer.add(dict(row(5), api_key="secret"))
+    with pytest.raises(ValueError, match="1 row.*unknown responses column"):
+        writer.close()
+    assert "k4" in {k for (k,) in store.connect().execute("SELECT key FROM responses").fetchall()}
     assert not store.storage.put_if_absent(path.relative_to(store.root).as_posix(), b"x"), "create-if-absent"
     assert pq.read_table(path).num_rows == 2
+
 
 
 def test_failures_image_error_closed_by_ok_row_for_same_image(tmp_path: Path) -> None:
