@@ -84,8 +84,9 @@ def read_segment(storage: Any, name: str) -> pa.Table | None:
 class Journal:
     """One owner's journal: append groups of rows (durable on return), rotate into segments."""
 
-    def __init__(self, storage: Any, owner_id: str, reserve: int = RESERVE_BYTES,
-                 headroom: int = HEADROOM_BYTES):
+    def __init__(
+        self, storage: Any, owner_id: str, reserve: int = RESERVE_BYTES, headroom: int = HEADROOM_BYTES
+    ):
         self.storage, self.owner_id = storage, check_owner_id(owner_id)
         self.reserve, self.headroom = reserve, headroom
         self.seq = 1

@@ -97,8 +97,10 @@ class Holder:
     def describe(self) -> str:
         r = self.record
         what = f"`{r['command']}` " if r.get("command") else ""
-        return (f"{what}pid {r.get('pid', '?')} on {r.get('host', '?')}, started {r.get('started_at', '?')} "
-                f"(run {self.owner_id})")
+        return (
+            f"{what}pid {r.get('pid', '?')} on {r.get('host', '?')}, started {r.get('started_at', '?')} "
+            f"(run {self.owner_id})"
+        )
 
 
 class Owner:
@@ -114,9 +116,16 @@ class Owner:
         self._thread: threading.Thread | None = None
         self._last_renewal = 0.0
         pid = os.getpid()
-        self.record = {"owner_id": self.owner_id, "pid": pid, "proc_start": _proc_start(pid),
-                       "host": socket.gethostname(), "machine": machine_token(), "command": command,
-                       "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "ttl_s": self.ttl}
+        self.record = {
+            "owner_id": self.owner_id,
+            "pid": pid,
+            "proc_start": _proc_start(pid),
+            "host": socket.gethostname(),
+            "machine": machine_token(),
+            "command": command,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "ttl_s": self.ttl,
+        }
 
     def _write(self) -> None:
         record = self.record | {"heartbeat_at": time.time()}
@@ -289,9 +298,11 @@ def layout_lease(storage: Storage, owner: Owner, what: str, root: object) -> Ite
     claims = Claims(storage, owner)
     holder = claims.acquire(LAYOUT)
     if holder is not None:
-        raise StoreBusy(f"store {root} is busy: {holder.describe()} holds its layout lease, so {what} "
-                        "cannot run now; run it again when that finishes (a holder that died is taken "
-                        f"over at once on its own machine, {owner.ttl:.0f} s after its last heartbeat elsewhere)")
+        raise StoreBusy(
+            f"store {root} is busy: {holder.describe()} holds its layout lease, so {what} "
+            "cannot run now; run it again when that finishes (a holder that died is taken "
+            f"over at once on its own machine, {owner.ttl:.0f} s after its last heartbeat elsewhere)"
+        )
     try:
         yield
     finally:

@@ -38,6 +38,7 @@ from typing import BinaryIO, Protocol
 #: bytes, or a function that writes them to a binary file (a large part is streamed, not held)
 Data = bytes | Callable[[BinaryIO], None]
 
+
 def check_name(name: str) -> str:
     """A store-relative name: '/'-separated segments, none empty, '.' or '..', no backslash or NUL."""
     if not name or "\\" in name or "\x00" in name or any(p in ("", ".", "..") for p in name.split("/")):

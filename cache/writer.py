@@ -35,8 +35,15 @@ if TYPE_CHECKING:
 class StoreWriter:
     """Journal-first, thread-backed writer of response rows. Thread-safe; a context manager."""
 
-    def __init__(self, store: Store, flush_seconds: float = 1.0, max_rows: int = 5000, *,
-                 owner: Owner | None = None, on_durable: Callable[[list[str]], None] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        flush_seconds: float = 1.0,
+        max_rows: int = 5000,
+        *,
+        owner: Owner | None = None,
+        on_durable: Callable[[list[str]], None] | None = None,
+    ):
         self.store, self.flush_seconds, self.max_rows = store, flush_seconds, max_rows
         self._own_owner = owner is None
         self.owner = owner or store.owner("store writer").start()
@@ -83,8 +90,12 @@ class StoreWriter:
     def pending(self) -> int:
         """Rows added and not yet in a part."""
         with self._cond:
-            return (len(self._queue) + sum(t.num_rows for t in self._segment)
-                    + sum(t.num_rows for _, t in self._closed) + (1 if self._busy else 0))
+            return (
+                len(self._queue)
+                + sum(t.num_rows for t in self._segment)
+                + sum(t.num_rows for _, t in self._closed)
+                + (1 if self._busy else 0)
+            )
 
     @property
     def journaled_only(self) -> int:
@@ -128,7 +139,8 @@ class StoreWriter:
                 f"could not write {kept_rows} row(s) to the parts of the store {self.store.root} "
                 f"({self.error or self.disk_full}); {kept_rows - lost} are kept in {where} (journal, mode "
                 "0600). Free space, then run any command that writes the store (e.g. the same `ingest run`): "
-                "they are folded in without calling again" + (f"; {lost} could not be kept" if lost else ""))
+                "they are folded in without calling again" + (f"; {lost} could not be kept" if lost else "")
+            )
 
     def _keep_unjournaled(self) -> int:
         """Rewrite the segments that lack rows the journal could not take; returns rows lost."""
@@ -138,8 +150,9 @@ class StoreWriter:
         for seq, table in self._closed:
             if seq in self._rewrite:
                 try:
-                    self.store.storage.put(segment_name(self.owner.owner_id, seq), encode_frame(table),
-                                           mode=0o600)
+                    self.store.storage.put(
+                        segment_name(self.owner.owner_id, seq), encode_frame(table), mode=0o600
+                    )
                 except OSError:
                     lost += table.num_rows
         return lost

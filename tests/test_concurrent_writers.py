@@ -22,9 +22,22 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def row(i: int, **extra) -> dict:
-    return {"key": f"{i:064x}", "run_id": "r", "created_at": T0 + timedelta(seconds=i), "provider": "compat",
-            "model": "compat:m", "prompt_id": "paper", "image_sha256": f"{i:064x}", "modality": "fundus",
-            "truth": "real", "status": "ok", "label": "real", "repeat": 0, "cost_usd": 0.01, **extra}
+    return {
+        "key": f"{i:064x}",
+        "run_id": "r",
+        "created_at": T0 + timedelta(seconds=i),
+        "provider": "compat",
+        "model": "compat:m",
+        "prompt_id": "paper",
+        "image_sha256": f"{i:064x}",
+        "modality": "fundus",
+        "truth": "real",
+        "status": "ok",
+        "label": "real",
+        "repeat": 0,
+        "cost_usd": 0.01,
+        **extra,
+    }
 
 
 def dead_owner(store: Store, command: str = "ingest run") -> str:
@@ -34,9 +47,16 @@ def dead_owner(store: Store, command: str = "ingest run") -> str:
     proc = subprocess.Popen(["true"])
     proc.wait()
     owner_id = new_owner_id()
-    record = {"owner_id": owner_id, "pid": proc.pid, "proc_start": "1", "host": socket.gethostname(),
-              "machine": machine_token(), "command": command, "started_at": "2026-11-01T00:00:00+00:00",
-              "heartbeat_at": 0}
+    record = {
+        "owner_id": owner_id,
+        "pid": proc.pid,
+        "proc_start": "1",
+        "host": socket.gethostname(),
+        "machine": machine_token(),
+        "command": command,
+        "started_at": "2026-11-01T00:00:00+00:00",
+        "heartbeat_at": 0,
+    }
     store.storage.put(f"leases/{owner_id}.json", json.dumps(record).encode())
     return owner_id
 
@@ -53,11 +73,28 @@ def test_two_runs_started_together_pay_each_image_once(manifest: Path, tmp_path:
     """Failed before the claims: 80 requests for 40 images."""
     store = tmp_path / "store"
     with OpenAIServer(delay=0.05, default=("ok", "Real. A fundus photograph.")) as server:
-        cmd = [sys.executable, "-m", "ingest", "run", "--manifest", str(manifest), "--model",
-               f"compat:llava@{server.base_url}", "--store", str(store), "--concurrency", "4", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ingest",
+            "run",
+            "--manifest",
+            str(manifest),
+            "--model",
+            f"compat:llava@{server.base_url}",
+            "--store",
+            str(store),
+            "--concurrency",
+            "4",
+            "--no-progress",
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
         outs = [p.communicate(timeout=300) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outs
         requests = len(server.requests)
@@ -76,8 +113,19 @@ def test_a_run_skips_keys_a_live_run_holds_then_waits_for_them(manifest: Path, t
     store = Store(tmp_path / "store")
     with OpenAIServer(default=("ok", "Real.")) as server:
         spec = f"compat:llava@{server.base_url}"
-        args = ("ingest", "run", "--manifest", str(manifest), "--model", spec, "--store", str(store.root),
-                "--no-progress", "--limit", "10")
+        args = (
+            "ingest",
+            "run",
+            "--manifest",
+            str(manifest),
+            "--model",
+            spec,
+            "--store",
+            str(store.root),
+            "--no-progress",
+            "--limit",
+            "10",
+        )
         cli(*args, "--dry-run")  # prepares the images, so the keys are known below
         keys = _planned_keys(store, manifest, spec, limit=10)
         holder = Owner(store.storage, "ingest run (test)").start()
@@ -87,8 +135,14 @@ def test_a_run_skips_keys_a_live_run_holds_then_waits_for_them(manifest: Path, t
         assert f"skipped 4 call(s) that another run is making (`ingest run (test)` pid {os.getpid()}" in out
         assert len(server.requests) == 6
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        waiting = subprocess.Popen([sys.executable, "-m", *args, "--wait-claims"], cwd=ROOT, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", *args, "--wait-claims"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         store.append([row(0, key=keys[0], model=spec)])  # the holder answers one key, then lets go
         claims.release(keys[:4])
         holder.stop()
@@ -108,9 +162,15 @@ def _planned_keys(store: Store, manifest: Path, spec: str, limit: int) -> list[s
     from ingest.providers.base import ProviderOptions, create_provider, parse_spec
     from ingest.runner import Runner
 
-    runner = Runner(store=store, rows=read_manifest(manifest)[:limit], manifest_dir=manifest.parent,
-                    providers=[create_provider(parse_spec(spec), ProviderOptions())], prompt=load_prompt("paper"),
-                    prep=PrepOptions(), progress=False)
+    runner = Runner(
+        store=store,
+        rows=read_manifest(manifest)[:limit],
+        manifest_dir=manifest.parent,
+        providers=[create_provider(parse_spec(spec), ProviderOptions())],
+        prompt=load_prompt("paper"),
+        prep=PrepOptions(),
+        progress=False,
+    )
     runner.images = ImageCache(PrepOptions(), store)
     items = asyncio.run(runner.identify())
     return [t.key for t in runner.plan(items, set())]
@@ -124,15 +184,28 @@ def test_dead_runs_claims_are_taken_over_after_its_journal_is_folded(manifest: P
     store = Store(tmp_path / "store")
     with OpenAIServer(default=("ok", "Real.")) as server:
         spec = f"compat:llava@{server.base_url}"
-        args = ("ingest", "run", "--manifest", str(manifest), "--model", spec, "--store", str(store.root),
-                "--no-progress", "--limit", "10")
+        args = (
+            "ingest",
+            "run",
+            "--manifest",
+            str(manifest),
+            "--model",
+            spec,
+            "--store",
+            str(store.root),
+            "--no-progress",
+            "--limit",
+            "10",
+        )
         cli(*args, "--dry-run")
         keys = _planned_keys(store, manifest, spec, limit=10)
         dead = dead_owner(store)
         claims_of_dead = Claims(store.storage, Owner(store.storage, "x", dead))
         assert claims_of_dead.try_many(keys[:5]).won == keys[:5]
         journal = Journal(store.storage, dead)
-        journal.append(rows_to_table([row(i, key=k, model=spec, run_id=dead) for i, k in enumerate(keys[:2])]))
+        journal.append(
+            rows_to_table([row(i, key=k, model=spec, run_id=dead) for i, k in enumerate(keys[:2])])
+        )
         out = cli(*args).stdout
         assert "another run is making" not in out
         assert len(server.requests) == 8, "the two journaled answers were folded in, not paid again"
@@ -199,17 +272,23 @@ def test_two_compacts_at_once_leave_no_duplicate(tmp_path: Path) -> None:
     before = _totals(store.root)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "cache", "compact", "--store", str(store.root)]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert _totals(store.root) == before == (300, 3.0), outs
-    assert all(p.returncode == 0 or "is busy: `cache compact` pid" in e for p, (_, e) in zip(procs, outs, strict=True))
+    assert all(
+        p.returncode == 0 or "is busy: `cache compact` pid" in e
+        for p, (_, e) in zip(procs, outs, strict=True)
+    )
     stats = cli("cache", "stats", "--store", str(store.root)).stdout
     assert "rows       300 (150 ok, 150 error)" in stats
 
 
-def test_compaction_killed_after_the_merged_part_leaves_no_duplicate(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compaction_killed_after_the_merged_part_leaves_no_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed between the merged part's rename and the old parts' removal. Failed before: every row
     stayed twice in `responses` (stats and cost doubled)."""
     store = Store(tmp_path / "store")
@@ -228,7 +307,10 @@ def test_compaction_killed_after_the_merged_part_leaves_no_duplicate(tmp_path: P
     monkeypatch.undo()
     assert len(list(store.responses_dir.glob("*.parquet"))) == 6, "merged part and the five it replaces"
     assert _totals(store.root) == before == (10, 0.1)
-    assert "rows       10 (5 ok, 5 error) in 1 part(s)" in cli("cache", "stats", "--store", str(store.root)).stdout
+    assert (
+        "rows       10 (5 ok, 5 error) in 1 part(s)"
+        in cli("cache", "stats", "--store", str(store.root)).stdout
+    )
     assert store.compact() == (1, 10)
     assert len(list(store.responses_dir.glob("*.parquet"))) == 1, "the next compaction removed the leftovers"
     assert _totals(store.root) == before
@@ -239,12 +321,17 @@ def test_layout_lease_names_its_holder_and_a_dead_holder_is_taken_over(tmp_path:
 
     store = Store(tmp_path / "store")
     _parts(store, 3)
-    with Owner(store.storage, "cache import") as owner, layout_lease(store.storage, owner, "import", store.root):
+    with (
+        Owner(store.storage, "cache import") as owner,
+        layout_lease(store.storage, owner, "import", store.root),
+    ):
         busy = cli("cache", "compact", "--store", str(store.root), check=False)
         assert busy.returncode == 1
         line = busy.stderr.strip()
-        assert line.startswith(f"error: store {store.root} is busy: `cache import` pid {os.getpid()} on "
-                               f"{socket.gethostname()}, started ")
+        assert line.startswith(
+            f"error: store {store.root} is busy: `cache import` pid {os.getpid()} on "
+            f"{socket.gethostname()}, started "
+        )
         assert "cache compact` cannot run now" in line and len(busy.stderr.splitlines()) == 1
     dead = dead_owner(store, "cache compact")
     Claims(store.storage, Owner(store.storage, "x", dead)).try_many(["layout"])

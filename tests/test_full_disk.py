@@ -28,8 +28,9 @@ def small_disk(tmp_path: Path):
         pytest.skip("mounting a tmpfs needs root: the full-disk test runs as root (CI does)")
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
     try:
@@ -59,18 +60,38 @@ def _keep_full(folder: Path, stop: threading.Event) -> None:
         _fill(folder)
 
 
-def test_full_disk_stops_keeps_answers_in_the_store_and_the_next_run_folds_them(small_disk: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_full_disk_stops_keeps_answers_in_the_store_and_the_next_run_folds_them(
+    small_disk: Path, tmp_path: Path
+) -> None:
     data = make_dataset(tmp_path / "data", per_cell=20, modalities=("fundus",))  # 40 images
     manifest = tmp_path / "m.csv"
     cli("ingest", "scan", str(data), "--out", str(manifest), "--no-audit")
     store = small_disk / "store"
     temp_before = set(os.listdir(tempfile.gettempdir()))
     with OpenAIServer(delay=0.2, default=("ok", "Real. A fundus photograph.")) as server:
-        cmd = [sys.executable, "-m", "ingest", "run", "--manifest", str(manifest), "--model",
-               f"compat:llava@{server.base_url}", "--store", str(store), "--concurrency", "2", "--no-progress"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "ingest",
+            "run",
+            "--manifest",
+            str(manifest),
+            "--model",
+            f"compat:llava@{server.base_url}",
+            "--store",
+            str(store),
+            "--concurrency",
+            "2",
+            "--no-progress",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 120
         while len(server.requests) < 8 and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -20,7 +20,7 @@ from PIL import Image
 
 def xray_base(side: int = 1024) -> np.ndarray:
     y, x = np.mgrid[0:side, 0:side] / side
-    body = np.exp(-(((x - 0.5) / 0.42) ** 2 + ((y - 0.55) / 0.5) ** 2) ** 2)
+    body = np.exp(-((((x - 0.5) / 0.42) ** 2 + ((y - 0.55) / 0.5) ** 2) ** 2))
     lungs = np.exp(-(((np.abs(x - 0.5) - 0.2) / 0.13) ** 2 + ((y - 0.5) / 0.3) ** 2))
     ribs = 0.08 * np.sin(y * 60 + np.abs(x - 0.5) * 14) * lungs
     return np.clip(255 * (0.15 + 0.7 * body - 0.45 * lungs + ribs), 0, 255)
@@ -69,15 +69,30 @@ def realistic(work: Path, args: argparse.Namespace, env: dict, port: int) -> int
     data, manifest = work / "realistic", work / "realistic.csv"
     started = time.perf_counter()
     make_images(data, args.xrays, args.fundus)
-    print(f"images: {args.xrays} chest X-rays (1024x1024 grey PNG), {args.fundus} fundus (3000x2900 RGB JPEG) "
-          f"in {data} (made in {time.perf_counter() - started:.0f} s)")
+    print(
+        f"images: {args.xrays} chest X-rays (1024x1024 grey PNG), {args.fundus} fundus (3000x2900 RGB JPEG) "
+        f"in {data} (made in {time.perf_counter() - started:.0f} s)"
+    )
     ingest(["scan", str(data), "--out", str(manifest), "--no-audit"], env)
     walls, prep_rates, call_rates, shares = [], [], [], []
     for index in range(args.rounds):
         store = work / f"realistic-store-{index}"
         shutil.rmtree(store, ignore_errors=True)
-        wall = ingest(["run", "--manifest", str(manifest), "--model", "openai:gpt-4o", "--store", str(store),
-                       "--concurrency", str(args.concurrency), "--no-progress"], env)
+        wall = ingest(
+            [
+                "run",
+                "--manifest",
+                str(manifest),
+                "--model",
+                "openai:gpt-4o",
+                "--store",
+                str(store),
+                "--concurrency",
+                str(args.concurrency),
+                "--no-progress",
+            ],
+            env,
+        )
         calls = rate(server_stats(port))
         timings = last_run(store)["timings"]
         prepared = timings["images_prepared"]
@@ -85,10 +100,14 @@ def realistic(work: Path, args: argparse.Namespace, env: dict, port: int) -> int
         prep_rates.append(prepared / timings["identify_s"])
         call_rates.append(calls)
         shares.append(timings["identify_s"] / wall)
-        print(f"round {index + 1}: {wall:.1f} s wall; {prepared} images prepared in {timings['identify_s']:.1f} s "
-              f"({prep_rates[-1]:.1f} images/s); calls {calls:.0f} calls/s over {timings['calls_s']:.1f} s; "
-              f"preparing {100 * shares[-1]:.0f}% of wall time")
-    print(f"median: {statistics.median(prep_rates):.1f} images prepared/s, {statistics.median(call_rates):.0f} "
-          f"calls/s, preparing {100 * statistics.median(shares):.0f}% of {statistics.median(walls):.1f} s wall "
-          "(2 cores shared with other work: busy)")
+        print(
+            f"round {index + 1}: {wall:.1f} s wall; {prepared} images prepared in {timings['identify_s']:.1f} s "
+            f"({prep_rates[-1]:.1f} images/s); calls {calls:.0f} calls/s over {timings['calls_s']:.1f} s; "
+            f"preparing {100 * shares[-1]:.0f}% of wall time"
+        )
+    print(
+        f"median: {statistics.median(prep_rates):.1f} images prepared/s, {statistics.median(call_rates):.0f} "
+        f"calls/s, preparing {100 * statistics.median(shares):.0f}% of {statistics.median(walls):.1f} s wall "
+        "(2 cores shared with other work: busy)"
+    )
     return 0

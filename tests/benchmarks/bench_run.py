@@ -41,12 +41,22 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-ANSWER = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-2024-08-06",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Real. Normal chest radiograph."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290},
-}).encode()
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Real. Normal chest radiograph."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290},
+    }
+).encode()
 
 
 def serve(delay: float, port_queue: multiprocessing.Queue) -> None:
@@ -111,7 +121,9 @@ def noise_images(folder: Path, count: int, kilobytes: int) -> None:
         truth = "real" if i % 2 else "synthetic"
         path = folder / "fundus" / truth / f"img_{i:05d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB").save(path, compress_level=1)
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB").save(
+            path, compress_level=1
+        )
 
 
 async def bare_loop(port: int, bodies: list[bytes], concurrency: int) -> None:
@@ -124,7 +136,10 @@ async def bare_loop(port: int, bodies: list[bytes], concurrency: int) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(body: bytes) -> None:
-            async with gate, session.post(url, data=body, headers={"content-type": "application/json"}) as resp:
+            async with (
+                gate,
+                session.post(url, data=body, headers={"content-type": "application/json"}) as resp,
+            ):
                 json.loads(await resp.read())
 
         await asyncio.gather(*(one(b) for b in bodies[:concurrency]))
@@ -140,10 +155,20 @@ async def provider_loop(port: int, images: list[bytes], concurrency: int, prompt
     from ingest.providers.openai_provider import OpenAIProvider
     from ingest.providers.retry import call_with_retry
 
-    provider = OpenAIProvider(parse_spec("openai:gpt-4o"), ProviderOptions(concurrency=concurrency, timeout_s=30))
+    provider = OpenAIProvider(
+        parse_spec("openai:gpt-4o"), ProviderOptions(concurrency=concurrency, timeout_s=30)
+    )
     gate = asyncio.Semaphore(concurrency)
-    requests = [CallRequest(image=data, mime="image/png", image_sha256=hashlib.sha256(data).hexdigest(),
-                            prompt_id="paper", prompt_text=prompt) for data in images]
+    requests = [
+        CallRequest(
+            image=data,
+            mime="image/png",
+            image_sha256=hashlib.sha256(data).hexdigest(),
+            prompt_id="paper",
+            prompt_text=prompt,
+        )
+        for data in images
+    ]
 
     async def one(request: CallRequest) -> None:
         async with gate:
@@ -164,9 +189,24 @@ def request_bodies(store: Path, prompt: str) -> list[bytes]:
     bodies = []
     for path in sorted((store / "prepared").rglob("*.png")):
         url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-        bodies.append(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url, "detail": "high"}}]}],
-            "temperature": 0.0, "max_tokens": 1024}).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "model": "gpt-4o",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": prompt},
+                                {"type": "image_url", "image_url": {"url": url, "detail": "high"}},
+                            ],
+                        }
+                    ],
+                    "temperature": 0.0,
+                    "max_tokens": 1024,
+                }
+            ).encode()
+        )
     return bodies
 
 
@@ -176,8 +216,13 @@ def children_cpu() -> float:
 
 
 def ingest(args: list[str], env: dict, profile: Path | None = None) -> float:
-    cmd = [sys.executable, *(["-m", "pyinstrument", "-r", "text", "-o", str(profile)] if profile else []),
-           "-m", "ingest", *args]
+    cmd = [
+        sys.executable,
+        *(["-m", "pyinstrument", "-r", "text", "-o", str(profile)] if profile else []),
+        "-m",
+        "ingest",
+        *args,
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -186,11 +231,15 @@ def ingest(args: list[str], env: dict, profile: Path | None = None) -> float:
 
 
 def last_run(store: Path) -> dict:
-    return max((json.loads(p.read_text()) for p in (store / "runs").glob("*.json")), key=lambda r: r["started_at"])
+    return max(
+        (json.loads(p.read_text()) for p in (store / "runs").glob("*.json")), key=lambda r: r["started_at"]
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay", type=float, default=0.1)
@@ -209,8 +258,12 @@ def main() -> int:
     server.start()
     try:
         port = ports.get(timeout=30)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-               "OPENAI_API_KEY": "sk-bench-not-a-real-key-0123456789"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+            "OPENAI_API_KEY": "sk-bench-not-a-real-key-0123456789",
+        }
         if args.realistic:
             from tests.benchmarks.bench_images import realistic
 
@@ -228,19 +281,31 @@ def side_by_side(work: Path, args: argparse.Namespace, env: dict, port: int) -> 
         noise_images(data, args.calls, args.image_kb)
         (data / "done").write_text("ok")
     ingest(["scan", str(data), "--out", str(manifest), "--no-audit"], env)
-    run = ["run", "--manifest", str(manifest), "--model", "openai:gpt-4o", "--concurrency", str(args.concurrency),
-           "--no-progress"]
+    run = [
+        "run",
+        "--manifest",
+        str(manifest),
+        "--model",
+        "openai:gpt-4o",
+        "--concurrency",
+        str(args.concurrency),
+        "--no-progress",
+    ]
     shutil.rmtree(store, ignore_errors=True)
     cold = ingest([*run, "--store", str(store)], env)
     cold_rate, record = rate(server_stats(port)), last_run(store)
     from ingest.prompts import load_prompt
 
     bodies = request_bodies(store, load_prompt("paper").text)[: args.calls]
-    print(f"{args.calls} calls, {args.concurrency} in flight, {args.delay * 1000:.0f} ms per answer, images "
-          f"{statistics.mean(len(b) for b in bodies) / 1024:.0f} KB per request body; ideal "
-          f"{args.concurrency / args.delay:.0f} calls/s; {os.cpu_count()} cores shared with other work (busy)")
-    print(f"cold ingest run (prepares {args.calls} images): {cold:.1f} s wall, calls {cold_rate:.0f} calls/s, "
-          f"phases {record.get('timings')}")
+    print(
+        f"{args.calls} calls, {args.concurrency} in flight, {args.delay * 1000:.0f} ms per answer, images "
+        f"{statistics.mean(len(b) for b in bodies) / 1024:.0f} KB per request body; ideal "
+        f"{args.concurrency / args.delay:.0f} calls/s; {os.cpu_count()} cores shared with other work (busy)"
+    )
+    print(
+        f"cold ingest run (prepares {args.calls} images): {cold:.1f} s wall, calls {cold_rate:.0f} calls/s, "
+        f"phases {record.get('timings')}"
+    )
     images = prepared_images(store)[: args.calls]
     os.environ.update({k: env[k] for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY")})
     bare, alone, runs, alone_cpu, run_cpu = [], [], [], [], []
@@ -263,14 +328,18 @@ def side_by_side(work: Path, args: argparse.Namespace, env: dict, port: int) -> 
         ingest([*run, "--store", str(warm)], env)  # the same command again: everything cached, no call
         rest = children_cpu() - rest  # start-up, identify, plan: the CPU that is not per call
         run_cpu.append(1000 * (cpu - rest) / args.calls)
-        print(f"round {index + 1}: bare aiohttp {bare[-1]:.0f} calls/s; provider alone {alone[-1]:.0f}; "
-              f"ingest run {runs[-1]:.0f} calls/s; client CPU per call: provider {alone_cpu[-1]:.2f} ms, "
-              f"ingest run {run_cpu[-1]:.2f} ms "
-              f"({wall:.1f} s wall, phases {last_run(warm).get('timings')})")
+        print(
+            f"round {index + 1}: bare aiohttp {bare[-1]:.0f} calls/s; provider alone {alone[-1]:.0f}; "
+            f"ingest run {runs[-1]:.0f} calls/s; client CPU per call: provider {alone_cpu[-1]:.2f} ms, "
+            f"ingest run {run_cpu[-1]:.2f} ms "
+            f"({wall:.1f} s wall, phases {last_run(warm).get('timings')})"
+        )
     b, a, r = statistics.median(bare), statistics.median(alone), statistics.median(runs)
-    print(f"median: bare aiohttp {b:.0f} calls/s, provider alone {a:.0f} ({a / b:.2f}), ingest run {r:.0f} "
-          f"calls/s: ratio {r / b:.2f} (target >= 0.9); client CPU per call: provider alone "
-          f"{statistics.median(alone_cpu):.2f} ms, ingest run {statistics.median(run_cpu):.2f} ms")
+    print(
+        f"median: bare aiohttp {b:.0f} calls/s, provider alone {a:.0f} ({a / b:.2f}), ingest run {r:.0f} "
+        f"calls/s: ratio {r / b:.2f} (target >= 0.9); client CPU per call: provider alone "
+        f"{statistics.median(alone_cpu):.2f} ms, ingest run {statistics.median(run_cpu):.2f} ms"
+    )
     if args.profile:
         print(f"profile of the last ingest round: {work / 'ingest_profile.txt'}")
     return 0
