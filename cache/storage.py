@@ -159,9 +159,12 @@ class LocalStorage:
     local_path = path
 
     def _temp(self, final: Path, data: Data, durable: bool, mode: int) -> Path:
-        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")  # outside every glob
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileNotFoundError:  # the folder's first file (no mkdir per write: claims are many)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             with os.fdopen(fd, "wb") as fh:
                 if callable(data):
