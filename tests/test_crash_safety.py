@@ -44,9 +44,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
         seen: dict[str, tuple] = {}
         kills = 0
         for _trial in range(6):
+            before = len(server.requests)
             proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 5.0))
+            while len(server.requests) == before and proc.poll() is None:  # calls under way
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.3, 2.0))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
