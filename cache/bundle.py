@@ -190,10 +190,10 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
     con = duckdb.connect()
     incoming = con.sql("SELECT * FROM read_parquet(?, union_by_name=true)", params=[[str(p) for p in parts]]).to_arrow_table()
     con.register("incoming", incoming)
-    if store.part_paths():
-        glob = str(store.responses_dir / "**" / "*.parquet").replace("'", "''")
+    if store.part_paths():  # the parts holding rows (not those a merged part replaces)
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in store.part_paths())
         con.execute("CREATE VIEW target AS SELECT key, status, run_id, created_at "
-                    f"FROM read_parquet('{glob}', union_by_name=true)")
+                    f"FROM read_parquet([{files}], union_by_name=true)")
     else:
         con.register("target", ARROW_SCHEMA.empty_table().select(["key", "status", "run_id", "created_at"]))
     keep = con.sql(IMPORT_SQL).to_arrow_table()

@@ -1,43 +1,57 @@
-"""Prepared images kept in the store, for people to read the same bytes the models got.
+"""Prepared images kept in the store: the exact bytes each model got, named by their sha256.
 
 ``image_sha256`` in every response row is the sha256 of the prepared bytes sent to the model (decoded,
-converted, resized and re-encoded without metadata by ``ingest.images.prepare_image``). A reader study
-shows exactly those bytes, so the store can keep them::
+converted, resized and re-encoded without metadata by ``ingest.images.prepare_image``). ``ingest run``
+keeps those bytes (so an image is prepared once, and a reader study shows exactly what the models
+saw)::
 
-    <store>/images/<image_sha256>.png | .jpg
+    <store>/prepared/<first two hex digits>/<image_sha256>.png | .jpg
 
-A file is used only when its bytes hash to its name: the same bytes the models got, or nothing (the
-thumbnails in ``thumbs/`` are small re-encodings and never stand in for them). ``cache`` cannot
-prepare an image itself (that is ``ingest``'s job): :func:`export_prepared` takes the preparation as a
-function, so ``ingest`` (or a test) can fill the folder for images already answered, keeping only
-images whose preparation gives the stored sha256 again.
+or under ``$MEDLENS_PREP_CACHE`` (a folder the user owns, shared by several stores). ``ingest``
+bounds the folder (``ingest.prepared.PreparedCache``, least recently used first); this module only
+names, writes and reads its files. A file is used only when its bytes hash to its name: the same
+bytes the models got, or nothing (the thumbnails in ``thumbs/`` are small re-encodings and never
+stand in for them). ``cache`` cannot prepare an image itself (that is ``ingest``'s job):
+:func:`export_prepared` takes the preparation as a function, so ``ingest`` (or a test) can fill the
+folder for images answered before it existed, keeping only images whose preparation gives the
+stored sha256 again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cache.store import Store, atomic_write_bytes
 
-FOLDER = "images"
+FOLDER = "prepared"
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg"}
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _folder(store: Store) -> Path:
-    return store.root / FOLDER
+def prepared_folder(store_root: str | os.PathLike[str]) -> Path:
+    """``$MEDLENS_PREP_CACHE``, else ``<store>/prepared``."""
+    env = os.environ.get("MEDLENS_PREP_CACHE")
+    return Path(env) if env else Path(store_root) / FOLDER
+
+
+def prepared_path(folder: Path, image_sha256: str, mime: str) -> Path:
+    """Where the prepared image ``image_sha256`` of type ``mime`` lives in ``folder``."""
+    if not SHA256.fullmatch(str(image_sha256)):
+        raise ValueError(f"not a sha256: {image_sha256!r}")
+    if mime not in EXTENSIONS:
+        raise ValueError(f"prepared images are {' or '.join(EXTENSIONS)}, not {mime!r}")
+    return folder / image_sha256[:2] / f"{image_sha256}{EXTENSIONS[mime]}"
 
 
 def write_prepared(store: Store, data: bytes, mime: str) -> Path:
     """Keep prepared image bytes under their sha256 (atomically; an existing file is left alone)."""
-    if mime not in EXTENSIONS:
-        raise ValueError(f"prepared images are {' or '.join(EXTENSIONS)}, not {mime!r}")
-    path = _folder(store) / f"{hashlib.sha256(data).hexdigest()}{EXTENSIONS[mime]}"
+    path = prepared_path(prepared_folder(store.root), hashlib.sha256(data).hexdigest(), mime)
     if not path.exists():
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, durable=False)
     return path
 
 
@@ -45,10 +59,9 @@ def read_prepared(store: Store, image_sha256: str) -> tuple[bytes, str] | None:
     """(bytes, mime) of the prepared image ``image_sha256``, only if its bytes hash to that name."""
     if not SHA256.fullmatch(str(image_sha256)):
         return None
-    for mime, ext in EXTENSIONS.items():
-        path = _folder(store) / f"{image_sha256}{ext}"
+    for mime in EXTENSIONS:
         try:
-            data = path.read_bytes()
+            data = prepared_path(prepared_folder(store.root), image_sha256, mime).read_bytes()
         except OSError:
             continue
         if hashlib.sha256(data).hexdigest() == image_sha256:
@@ -58,10 +71,10 @@ def read_prepared(store: Store, image_sha256: str) -> tuple[bytes, str] | None:
 
 def prepared_shas(store: Store) -> set[str]:
     """The sha256s with a prepared image file (by name; :func:`read_prepared` checks the bytes)."""
-    folder = _folder(store)
+    folder = prepared_folder(store.root)
     if not folder.is_dir():
         return set()
-    return {p.stem for p in folder.iterdir() if p.suffix in EXTENSIONS.values() and SHA256.fullmatch(p.stem)}
+    return {p.stem for p in folder.glob("??/*") if p.suffix in EXTENSIONS.values() and SHA256.fullmatch(p.stem)}
 
 
 def export_prepared(

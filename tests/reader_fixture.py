@@ -1,6 +1,6 @@
 """A store for the reader-study tests whose images are real PNG bytes (image_sha256 = sha256 of them).
 
-Two modalities x two truths x 3 images = 12 images with their prepared bytes in ``images/``, plus two
+Two modalities x two truths x 3 images = 12 images with their prepared bytes in ``prepared/``, plus two
 images without (never offered to a reader). Two models answered every image: the offline baseline and
 a cloud model whose answers carry text a reader must never see (ANSWER_MARK). Sources and file names
 are distinctive, so a test can search the page for them.

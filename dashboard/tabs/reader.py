@@ -1,7 +1,7 @@
 """Reader study: a person reads a study's images one at a time, blinded, and answers like a model.
 
 Shown: the instructions, the reader's name, an opaque case number ("Case 3 of 20"), the prepared image
-(the exact bytes the models got, from ``<store>/images/``, checked against their sha256) and the answer
+(the exact bytes the models got, from ``<store>/prepared/``, checked against their sha256) and the answer
 controls. Never shown while reading: truth, source, file name, model answers or any score (the sidebar
 filters and the demo notice are left out on this page by dashboard/app.py). Study files, the per-reader
 order and the answer rows are defined in cache.reader_study; this page only draws and records.
@@ -72,9 +72,9 @@ def _study(ctx: AppContext, store: Store, images: Any, may_create: bool) -> rs.S
 def _new_study_form(store: Store, usable: Any) -> None:
     if usable.empty:
         st.warning(
-            "This store keeps no prepared images (images/<sha256>.png): a reader must see the bytes the "
-            "models got, and thumbnails are not those. Keep them when answering "
-            "(`python -m ingest run ... --keep-images`), then come back."
+            "This store keeps no prepared images (prepared/<sha256>.png): a reader must see the bytes the "
+            "models got, and thumbnails are not those. `python -m ingest run` keeps them; run it again on "
+            "the same manifest (nothing is paid twice: answered images are only prepared), then come back."
         )
         return
     cells = usable.groupby(["modality", "truth"]).size()
