@@ -73,8 +73,9 @@ def _new_study_form(store: Store, usable: Any) -> None:
     if usable.empty:
         st.warning(
             "This store keeps no prepared images (prepared/<sha256>.png): a reader must see the bytes the "
-            "models got, and thumbnails are not those. `python -m ingest run` keeps them; run it again on "
-            "the same manifest (nothing is paid twice: answered images are only prepared), then come back."
+            "models got, and thumbnails are not those. `python -m ingest run` keeps the bytes of every image it "
+            "prepares (stores written before MedLens 0.2 lack them: run the manifest into a new store, or "
+            "remove its `prep_memo.parquet` so the images are prepared again; nothing is paid twice)."
         )
         return
     cells = usable.groupby(["modality", "truth"]).size()
