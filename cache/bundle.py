@@ -5,7 +5,10 @@ A bundle is a zip holding the same layout as a store folder, so an extracted bun
     manifest.json              format, bundle and MedLens versions, filters, row counts, and every
                                other file with its sha256 and size (checked when the bundle is opened)
     provenance.json            prompts (id, sha256, text), models (versions, params), runs, dates
-    responses/bundle.parquet   the selected rows, ok and error, one compacted part (schema v1)
+    responses/bundle.parquet   the selected rows, ok and error, one compacted part, with the judge
+                               answers about them
+    readings/bundle.parquet    later readings of those answers (reparse, reviewers), if any
+    grades/bundle.parquet      graders' ratings of their interpretations, if any
     thumbs/<image_sha256>.jpg  metadata-free JPEG thumbnails of those images
     runs/<run_id>.json         the run records of those rows
     demo.json                  only when exported from the demo store
@@ -46,7 +49,7 @@ from cache.extract import (  # noqa: F401 (open_store, read_manifest, bundle_cac
 from cache.methods import provenance
 from cache.metrics import Filters
 from cache.redact import clean_jpeg, scrub_json, scrub_table
-from cache.schema import ARROW_SCHEMA, SCHEMA_VERSION
+from cache.schema import ARROW_SCHEMA, SCHEMA_VERSION, arrow_schema
 from cache.store import RUN_MAX_BYTES, Store, atomic_write_bytes, utcnow
 from cache.untrusted import RUN_ID, SHA256, is_run_id, is_sha256, read_capped
 
@@ -54,18 +57,38 @@ PART = "responses/bundle.parquet"
 
 
 # -- export ---------------------------------------------------------------------------------------
+#: What a bundle holds of each table besides the responses: rows about the exported answers' keys.
+SIDE_TABLES = ("readings", "grades")
+SELECTED_SQL = """
+SELECT * FROM responses WHERE coalesce(task, 'detect') <> 'judge' {clause}
+UNION ALL BY NAME
+SELECT j.* FROM responses j SEMI JOIN (SELECT key FROM responses WHERE true {clause}) s ON j.target_key = s.key
+WHERE j.task = 'judge'
+ORDER BY created_at, key
+"""
+
+
 def export_bundle(store: Store, out: Path, filters: Filters | None = None) -> dict[str, Any]:
-    """Write the bundle of the rows matching ``filters`` to ``out``; returns its manifest."""
+    """Write the bundle of the rows matching ``filters`` to ``out``; returns its manifest.
+
+    The judge answers and the later readings and grades of the selected answers go with them, so a
+    collaborator sees the labels as they are read now (a judge row is selected by the answer it
+    judged, whatever its own model)."""
     con = store.connect()
-    where, params = (filters or Filters()).where()
-    table = con.sql(f"SELECT * FROM responses {where} ORDER BY created_at, key", params=params).to_arrow_table()
+    clause, params = (filters or Filters()).clause()
+    table = con.sql(SELECTED_SQL.format(clause=clause), params=params * 2).to_arrow_table()
     if table.num_rows == 0:
         raise BundleError(f"{store.root}: no rows match the filters; nothing to export")
     table = _null_unsafe_ids(scrub_table(table))
-    files: dict[str, bytes] = {}
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    files[PART] = buffer.getvalue()
+    files: dict[str, bytes] = {PART: _parquet_bytes(table)}
+    con.register("_selected_keys", table.select(["key"]))
+    side_rows = {}
+    for side in SIDE_TABLES:
+        rows = scrub_table(con.sql(f"SELECT * FROM {side} SEMI JOIN _selected_keys USING (key) "
+                                   "ORDER BY created_at").to_arrow_table())
+        side_rows[side] = rows.num_rows
+        if rows.num_rows:
+            files[f"{side}/bundle.parquet"] = _parquet_bytes(rows)
     # image ids and run ids become member names: only valid ones (a store may hold rows imported by
     # an older MedLens from a hostile bundle; their files are left behind)
     for sha in sorted(s for s in set(table.column("image_sha256").drop_null().to_pylist()) if is_sha256(s)):
@@ -93,7 +116,7 @@ def export_bundle(store: Store, out: Path, filters: Filters | None = None) -> di
     manifest = {
         "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "schema_version": SCHEMA_VERSION,
         "medlens_version": __version__, "created_at": utcnow().isoformat(),
-        "filters": scrub_json(_filters_dict(filters)), "rows": table.num_rows,
+        "filters": scrub_json(_filters_dict(filters)), "rows": table.num_rows, "side_rows": side_rows,
         "files": [{"path": n, "sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in sorted(files.items())],
     }  # fmt: skip
     zipped = io.BytesIO()
@@ -103,6 +126,12 @@ def export_bundle(store: Store, out: Path, filters: Filters | None = None) -> di
             archive.writestr(name, data, zipfile.ZIP_STORED if name.endswith((".jpg", ".parquet")) else None)
     atomic_write_bytes(Path(out), zipped.getvalue())
     return manifest
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
 
 
 def _null_unsafe_ids(table: pa.Table) -> pa.Table:
@@ -161,14 +190,15 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
     con = duckdb.connect()
     incoming = con.sql("SELECT * FROM read_parquet(?, union_by_name=true)", params=[[str(p) for p in parts]]).to_arrow_table()
     con.register("incoming", incoming)
-    if store.part_paths():
-        glob = str(store.responses_dir / "**" / "*.parquet").replace("'", "''")
+    if store.part_paths():  # the parts holding rows (not those a merged part replaces)
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in store.part_paths())
         con.execute("CREATE VIEW target AS SELECT key, status, run_id, created_at "
-                    f"FROM read_parquet('{glob}', union_by_name=true)")
+                    f"FROM read_parquet([{files}], union_by_name=true)")
     else:
         con.register("target", ARROW_SCHEMA.empty_table().select(["key", "status", "run_id", "created_at"]))
     keep = con.sql(IMPORT_SQL).to_arrow_table()
     store.write_part(keep)
+    side = {name: _import_side(source, store, name) for name in SIDE_TABLES}
     thumbs = runs = 0
     for sha in sorted(set(incoming.column("image_sha256").drop_null().to_pylist())):  # checked: all sha256
         data = source.read_thumb(sha)
@@ -186,7 +216,30 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
             runs += 1
     added_ok = int(pc.sum(pc.equal(keep.column("status"), "ok")).as_py() or 0)
     return {"rows": incoming.num_rows, "added_ok": added_ok, "added_error": keep.num_rows - added_ok,
-            "skipped": incoming.num_rows - keep.num_rows, "thumbs": thumbs, "runs": runs}
+            "skipped": incoming.num_rows - keep.num_rows, "thumbs": thumbs, "runs": runs, **side}
+
+
+def _import_side(source: Store, store: Store, table: str) -> int:
+    """Append the bundle's rows of ``table`` (readings, grades) that the store does not hold yet
+    (by their id: importing twice adds nothing); returns how many."""
+    parts = source.part_paths(table)
+    if not parts:
+        return 0
+    check_part_values(source.root, parts, table)
+    ident = "reading_id" if table == "readings" else "grade_id"
+    con = duckdb.connect()
+    con.register("incoming", con.sql("SELECT * FROM read_parquet(?, union_by_name=true)",
+                                     params=[[str(p) for p in parts]]).to_arrow_table())
+    held = [str(p) for p in store.part_paths(table)]
+    present = (f"SELECT {ident} FROM read_parquet(?, union_by_name=true)" if held
+               else f"SELECT NULL::VARCHAR AS {ident} WHERE false")
+    new = con.sql(f"SELECT * FROM incoming WHERE {ident} NOT IN ({present}) "
+                  f"QUALIFY row_number() OVER (PARTITION BY {ident}) = 1",
+                  params=[held] if held else None).to_arrow_table()
+    declared = arrow_schema(table)
+    new = new.select([c for c in declared.names if c in new.column_names])
+    store.append(new.to_pylist(), table)
+    return new.num_rows
 
 
 README = """MedLens results bundle

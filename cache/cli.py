@@ -14,7 +14,7 @@ import duckdb
 
 from cache.bundle import BundleError, open_store
 from cache.metrics import Filters, group_metrics
-from cache.store import Store, resolve_store
+from cache.store import Store, StoreBusy, resolve_store
 from cache.textsafe import printable, safe_output
 from cache.untrusted import foreign_parts
 
@@ -104,6 +104,9 @@ def _main(argv: list[str] | None) -> int:
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StoreBusy as exc:  # another process compacts or imports: it is named
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `python -m cache ... | head`: the reader left; stop quietly (Python docs)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -226,6 +229,9 @@ def cmd_reparse(store: Store, args: argparse.Namespace) -> int:
     if args.batch_rows < 1 or (args.workers is not None and args.workers < 1):
         print("error: --batch-rows and --workers must be at least 1", file=sys.stderr)
         return 2
+    if not args.dry_run:
+        with store.owner("cache reparse") as owner:
+            store.recover(owner)  # a dead run's journal first: its answers are read too
     result = reparse(store, dry_run=args.dry_run, rows_per_batch=args.batch_rows, workers=args.workers,
                      progress=not args.no_progress)
     print(format_result(result))
@@ -247,11 +253,15 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_import(store: Store, args: argparse.Namespace) -> int:
     from cache.bundle import import_bundle
+    from cache.leases import layout_lease
 
-    counts = import_bundle(args.bundle, store)
+    with store.owner("cache import") as owner, layout_lease(store.storage, owner, "`cache import`", store.root):
+        store.fold_dead_journals(owner)
+        counts = import_bundle(args.bundle, store)
     print(f"imported {counts['added_ok'] + counts['added_error']} row(s) into {store.root} "
           f"({counts['added_ok']} ok, {counts['added_error']} error); skipped {counts['skipped']} already "
-          f"answered or present; {counts['thumbs']} thumbnail(s), {counts['runs']} run record(s) added")
+          f"answered or present; {counts['thumbs']} thumbnail(s), {counts['runs']} run record(s), "
+          f"{counts['readings']} reading(s), {counts['grades']} grade(s) added")
     return 0
 
 

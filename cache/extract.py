@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cache.store import Store
-from cache.untrusted import PART_COLUMNS, RUN_ID, SHA256, MiB, UnsafeValue, check_member
+from cache.untrusted import RUN_ID, SHA256, TABLE_PART_COLUMNS, MiB, UnsafeValue, check_member
 
 BUNDLE_FORMAT = "medlens-bundle"
 BUNDLE_VERSION = 1
@@ -236,7 +236,8 @@ def _extract(
         for entry in manifest["files"]:
             _copy_member(zip_path, archive, entry, staging / entry["path"])
         (staging / MANIFEST).write_bytes(manifest_bytes)
-        check_part_values(zip_path, sorted((staging / "responses").glob("*.parquet")))
+        for table in TABLE_PART_COLUMNS:
+            check_part_values(zip_path, sorted((staging / table).glob("*.parquet")), table)
         try:
             os.rename(staging, final)
         except OSError:  # another process extracted the same bundle first
@@ -246,12 +247,13 @@ def _extract(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_part_values(source: Path, parts: list[Path]) -> None:
-    """Refuse parts that are not MedLens parts, or whose image_sha256 / run_id could not be file names."""
+def check_part_values(source: Path, parts: list[Path], table: str = "responses") -> None:
+    """Refuse parts that are not MedLens parts of ``table``, or whose image_sha256 / run_id could not
+    be file names."""
     for part in parts:
         try:
             schema = pq.read_schema(part)
-            missing = [c for c in PART_COLUMNS if c not in schema.names]
+            missing = [c for c in TABLE_PART_COLUMNS[table] if c not in schema.names]
             if missing:
                 raise BundleError(
                     f"{source}: {part.name} is not a MedLens part (no column {', '.join(missing)})"

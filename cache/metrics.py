@@ -20,7 +20,8 @@ import duckdb
 from cache.filters import Filters
 from cache.schema import LABELS
 
-__all__ = ["Filters", "GROUP_BY", "group_metrics", "confusion_matrix", "compare_models", "wilson"]
+__all__ = ["Filters", "GROUP_BY", "group_metrics", "confusion_matrix", "compare_models", "wilson", "label_sources",
+           "label_sources_sentence"]
 
 Z95 = 1.959963984540054
 GROUP_BY = ("model", "modality", "prompt_id")
@@ -183,27 +184,34 @@ PAIRED_SQL = """
 SELECT a.image_sha256, a.image_path, a.modality, a.truth, a.source, a.prompt_id, a.repeat,
        a.label AS label_a, b.label AS label_b, a.correct AS correct_a, b.correct AS correct_b
 FROM results a JOIN results b
-  ON a.image_sha256 = b.image_sha256 AND a.prompt_id = b.prompt_id AND a.repeat = b.repeat
+  ON a.image_sha256 = b.image_sha256 {same_prompt} AND a.repeat = b.repeat
  AND a.modality = b.modality
 WHERE a.model = ? AND b.model = ? {extra}
 """
 
 
-def paired_sql(filters: Filters | None = None) -> tuple[str, list[Any]]:
+def paired_sql(filters: Filters | None = None, prompts: tuple[str, str] | None = None) -> tuple[str, list[Any]]:
     """The pairs query (two models on the same image, prompt, repeat) and its filter parameters;
-    its first two parameters are model_a and model_b. The model filter does not apply to pairs."""
-    extra, params = (filters or Filters()).clause("a", exclude=("model",))
-    return PAIRED_SQL.format(extra=extra), params
+    its first two parameters are model_a and model_b. The model filter does not apply to pairs.
+
+    ``prompts=(prompt_a, prompt_b)`` pairs A's answers under one prompt with B's under another (a
+    human reader's instructions are not a model's prompt): the prompt filter then does not apply."""
+    if prompts is None:
+        extra, params = (filters or Filters()).clause("a", exclude=("model",))
+        return PAIRED_SQL.format(same_prompt="AND a.prompt_id = b.prompt_id", extra=extra), params
+    extra, params = (filters or Filters()).clause("a", exclude=("model", "prompt_id"))
+    return (PAIRED_SQL.format(same_prompt="", extra=" AND a.prompt_id = ? AND b.prompt_id = ?" + extra),
+            [*prompts, *params])
 
 
 def compare_models(
     con: duckdb.DuckDBPyConnection, model_a: str, model_b: str, filters: Filters | None = None,
-    limit: int | None = 500,
+    limit: int | None = 500, prompts: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Paired comparison on the images both models answered (ok rows): McNemar and kappa overall
     and per modality, aggregated in DuckDB (the pairs are built once, in a temporary table of this
-    connection), plus the first ``limit`` disagreements."""
-    sql, params = paired_sql(filters)
+    connection), plus the first ``limit`` disagreements. ``prompts``: see :func:`paired_sql`."""
+    sql, params = paired_sql(filters, prompts)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _medlens_pairs AS {sql}", [model_a, model_b, *params])
     try:
         cur = con.execute("SELECT modality, label_a, label_b, correct_a, correct_b, count(*) AS n "
@@ -221,3 +229,55 @@ def compare_models(
     return summarise_pairs(counts) | {
         "model_a": model_a, "model_b": model_b, "by_modality": by_modality, "disagreements": disagreements,
     }
+
+
+# -- who set the labels ----------------------------------------------------------------------------
+#: label_source (cache.views.results) -> how a sentence names it; highest authority first
+LABEL_SOURCE_PHRASES = {
+    "reviewer": "set by a reviewer",
+    "judge": "by {by} as judge",
+    "reader": "given by a human reader",
+    "provider": "decided by a local detector",
+    "parser": "read from the answer by the parser",
+}
+
+
+def label_sources(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
+    """How many current labels (``results``) each source set: one dict per (label_source, label_by)
+    with ``n``, highest authority first (reviewer, judge, reader, provider, parser), then most labels.
+    ``label_by`` is the judge model for judge labels, the reviewer's name for reviewer labels."""
+    where, params = (filters or Filters()).where()
+    rows = con.execute(f"SELECT label_source, label_by, count(*) FROM results {where} GROUP BY ALL", params).fetchall()
+    order = {name: rank for rank, name in enumerate(LABEL_SOURCE_PHRASES)}
+    out = [{"label_source": source, "label_by": by, "n": int(n)} for source, by, n in rows]
+    return sorted(out, key=lambda r: (order.get(r["label_source"], len(order)), -r["n"], str(r["label_by"])))
+
+
+def label_sources_sentence(rows: Sequence[Mapping[str, Any]], quote: Any = str) -> str:
+    """'41 of 1,230 labels set by a reviewer, 112 by openai:gpt-4o-mini as judge, the other 1,077 read
+    from the answer by the parser.' from :func:`label_sources`; ``quote`` wraps user data (model and
+    reviewer names), e.g. as Markdown code spans on the dashboard. Empty when there are no labels."""
+    total = sum(int(r["n"]) for r in rows)
+    if total == 0:
+        return ""
+    merged: dict[tuple[str, str | None], int] = {}
+    reviewers: set[str] = set()
+    for r in rows:  # reviewers are counted together ("by 2 reviewers"); judges stay by model
+        source = str(r["label_source"])
+        by = r["label_by"] if source == "judge" else None
+        if source == "reviewer" and r["label_by"] is not None:
+            reviewers.add(str(r["label_by"]))
+        merged[(source, by)] = merged.get((source, by), 0) + int(r["n"])
+    phrases = []
+    for (source, by), n in merged.items():
+        phrase = LABEL_SOURCE_PHRASES.get(source, f"set by {source}")
+        if source == "reviewer" and len(reviewers) > 1:
+            phrase = f"set by {len(reviewers)} reviewers"
+        phrases.append((n, phrase.format(by=quote(by))))
+    if len(phrases) == 1:
+        return f"All {total:,} labels {phrases[0][1]}."
+    (first_n, first), *rest = phrases
+    (last_n, last) = rest.pop()
+    parts = [f"{first_n:,} of {total:,} labels {first}", *(f"{n:,} {p}" for n, p in rest),
+             f"the other {last_n:,} {last}"]
+    return ", ".join(parts) + "."

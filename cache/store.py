@@ -9,17 +9,23 @@ Layout::
     <store>/runs/<run_id>.json                    run provenance: arguments, audit, summary
     <store>/prep_memo.parquet                     (path, size, mtime) -> prepared image sha256
 
-A part is written under a ``.tmp`` name that the readers' glob does not match, fsynced, then renamed,
-so a reader never sees half a file and a crash never leaves one (see STACK_NOTES: DuckDB locking).
+    <store>/merged-*.parquet in responses/       compact's output: lists the parts it replaces
+    <store>/journal/<run>/<seq>.log               answers not yet in a part (cache.journal)
+    <store>/claims/<key>, leases/<owner>.json     who is calling what, who is alive (cache.leases)
+
+A part is written under a ``.tmp`` name that the readers' glob does not match, fsynced, then linked
+into place (create-if-absent), so a reader never sees half a file and a crash never leaves one (see
+STACK_NOTES: DuckDB locking). Every file operation goes through ``cache.storage`` (local now, S3 next).
+
+Compaction never leaves a duplicate: the merged part records, in its Parquet metadata, the names of
+the parts it replaces; listing ignores a part that a complete merged part lists, whether or not it
+has been removed yet, so a kill at any instant leaves every row exactly once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -30,14 +36,19 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cache.journal import fold_journal, journal_owners, segment_of_part
+from cache.leases import CLAIMS, LEASES, Claims, Liveness, Owner, StoreBusy, layout_lease
 from cache.redact import scrub_json, scrub_secrets, scrub_secrets_table
 from cache.schema import SCHEMA_VERSION, TABLES, arrow_schema
+from cache.storage import LocalStorage, Storage, is_disk_full
 from cache.untrusted import MiB, read_capped, require_run_id, require_sha256
 
 DEFAULT_STORE = Path("data/store")
 PARTS_GLOB = "responses/**/*.parquet"
 THUMB_MAX_BYTES = 16 * MiB
 RUN_MAX_BYTES = 16 * MiB
+REPLACES_KEY = b"medlens.replaces"
+_REPLACES: dict[tuple[str, int], frozenset[str]] = {}  # (merged part path, size) -> names it replaces
 
 
 def resolve_store(arg: str | os.PathLike[str] | None = None) -> Path:
@@ -67,30 +78,25 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]], table: str = "responses") -
     return scrub_secrets_table(pa.Table.from_pydict(columns, schema=arrow_schema(table)))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write to a temporary sibling, fsync (unless not ``durable``), rename: absent or complete."""
+    LocalStorage(path.parent).put(path.name, data, durable=durable)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, fsync, rename: the file is either absent or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _parquet_writer(table: pa.Table) -> Any:
+    def write(fh: Any) -> None:
+        # row groups of 122,880 (DuckDB's own size): one huge group is scanned on one thread
+        pq.write_table(table, fh, compression="zstd", row_group_size=122_880)
+
+    return write
 
 
 class Store:
-    """A MedLens store directory. Cheap to construct; creates folders on first write."""
+    """A MedLens store. Cheap to construct; creates folders on first write."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], storage: Storage | None = None):
         self.root = Path(root)
+        self.storage: Storage = storage or LocalStorage(self.root)
         self.responses_dir = self.root / "responses"
         self.thumbs_dir = self.root / "thumbs"
         self.runs_dir = self.root / "runs"
@@ -102,23 +108,21 @@ class Store:
         return self.root / table
 
     # -- writing ---------------------------------------------------------------------------
+    def put_part(self, name: str, data: pa.Table, replaces: list[str] | None = None) -> bool:
+        """Create the part ``name`` (store-relative) unless it exists; True when this call made it."""
+        if replaces is not None:
+            meta = dict(data.schema.metadata or {}) | {REPLACES_KEY: json.dumps(replaces).encode()}
+            data = data.replace_schema_metadata(meta)
+        return self.storage.put_if_absent(name, _parquet_writer(data))
+
     def write_part(self, data: pa.Table, table: str = "responses") -> Path | None:
         """Append one Parquet part of ``table`` (atomically). Returns its path, or None when empty."""
         if data.num_rows == 0:
             return None
-        folder = self.table_dir(table)
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        final = folder / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = folder / f".{final.name}.tmp"  # outside the *.parquet glob
-        with open(tmp, "wb") as fh:
-            # row groups of 122,880 (DuckDB's own size): one huge group is scanned on one thread
-            pq.write_table(data, fh, compression="zstd", row_group_size=122_880)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-        return final
+        self.table_dir(table)
+        name = f"{table}/part-{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:12]}.parquet"
+        self.put_part(name, data)
+        return self.root / name
 
     def append(self, rows: Iterable[Mapping[str, Any]], table: str = "responses") -> Path | None:
         """Append rows of ``table`` (default: responses) as one part."""
@@ -126,8 +130,8 @@ class Store:
 
     def write_thumb(self, image_sha256: str, jpeg: bytes) -> None:
         path = self.thumb_path(image_sha256)
-        if not path.exists():
-            atomic_write_bytes(path, jpeg)
+        if not path.exists():  # no fsync: a thumbnail lost in a power cut is only missing from a page
+            atomic_write_bytes(path, jpeg, durable=False)
 
     def thumb_path(self, image_sha256: str) -> Path:
         """thumbs/<sha>.jpg; raises cache.untrusted.UnsafeValue unless ``image_sha256`` is a sha256."""
@@ -147,7 +151,34 @@ class Store:
     def write_run(self, run_id: str, meta: Mapping[str, Any]) -> None:
         meta = scrub_json(dict(meta), scrub_secrets)  # a run record holds options and messages
         data = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
-        atomic_write_bytes(self.run_path(run_id), data)
+        self._write_run_bytes(self.run_path(run_id), data)
+
+    def reserve_run(self, run_id: str, size: int = 256 << 10) -> None:
+        """Set space aside for the run record, so that a run on a disk that fills up still writes it."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.runs_dir / f".{require_run_id(run_id)}.json.reserve", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+
+    def _write_run_bytes(self, path: Path, data: bytes) -> None:
+        reserve = path.with_name(f".{path.name}.reserve")
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:  # a full disk: write into the space set aside (no new blocks needed)
+            if not (is_disk_full(exc) and reserve.exists() and len(data) <= reserve.stat().st_size):
+                raise
+            fd = os.open(reserve, os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(reserve, path)
+        reserve.unlink(missing_ok=True)
 
     def runs(self) -> list[dict[str, Any]]:
         """Run provenance records, oldest first."""
@@ -160,12 +191,35 @@ class Store:
         return sorted(out, key=lambda r: str(r.get("started_at", "")))
 
     # -- reading ---------------------------------------------------------------------------
+    def _replaced_by(self, name: str) -> frozenset[str]:
+        """The part names a merged part replaces (from its footer; cached: parts never change)."""
+        try:
+            with self.storage.open_input(name) as fh:
+                key = (f"{self.root}/{name}", fh.seek(0, os.SEEK_END))
+                if key not in _REPLACES:
+                    meta = pq.ParquetFile(fh).schema_arrow.metadata or {}
+                    _REPLACES[key] = frozenset(json.loads(meta.get(REPLACES_KEY, b"[]")))
+            return _REPLACES[key]
+        except (OSError, ValueError, pa.ArrowException):
+            return frozenset()  # unreadable: it replaces nothing (and queries name it)
+
+    def part_names(self, table: str = "responses", include_replaced: bool = False) -> list[str]:
+        """Store-relative names of the parts of ``table`` that hold its rows, sorted (oldest first).
+
+        A part that a complete merged part replaces is left out (compaction in progress or killed);
+        with ``include_replaced``, those names are added (present or already removed)."""
+        names = [n for n in self.storage.list(table, recursive=True) if n.endswith(".parquet")]
+        replaced: set[str] = set()
+        for name in names:
+            if name.rsplit("/", 1)[-1].startswith("merged-"):
+                replaced |= self._replaced_by(name)
+        if include_replaced:
+            return sorted(set(names) | replaced)
+        return [n for n in names if n not in replaced]
+
     def part_paths(self, table: str = "responses") -> list[Path]:
-        """The Parquet parts of ``table``, sorted by name (oldest first)."""
-        folder = self.table_dir(table)
-        if not folder.exists():
-            return []
-        return sorted(folder.rglob("*.parquet"))
+        """The Parquet parts of ``table``, sorted by name (oldest first); see ``part_names``."""
+        return [self.root / name for name in self.part_names(table)]
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the store's views (see cache.views)."""
@@ -177,127 +231,101 @@ class Store:
 
     def done_keys(self) -> set[str]:
         """Keys that already have an ok row: `run` never calls these again."""
-        if not self.part_paths():
+        parts = [str(p) for p in self.part_paths()]
+        if not parts:
             return set()
         con = duckdb.connect()
         try:
-            rows = con.execute(
-                "SELECT DISTINCT key FROM read_parquet(?, union_by_name=true) WHERE status = 'ok'",
-                [str(self.root / PARTS_GLOB)],
-            ).fetchall()
+            rows = con.execute("SELECT DISTINCT key FROM read_parquet(?, union_by_name=true) WHERE status = 'ok'",
+                               [parts]).fetchall()
         finally:
             con.close()
         return {r[0] for r in rows}
 
-    def compact(self) -> tuple[int, int]:
-        """Merge all parts into one, atomically. Returns (parts before, rows).
+    # -- owners, recovery, compaction ------------------------------------------------------
+    def owner(self, command: str, owner_id: str | None = None) -> Owner:
+        """A lease for a process writing this store (use as a context manager)."""
+        return Owner(self.storage, command, owner_id)
 
-        The merged file is written and renamed into place before the old parts are removed; a reader
-        between the two steps may see rows twice, which the `results` view's dedup by key absorbs.
-        """
-        parts = self.part_paths()
-        if len(parts) <= 1:
-            return len(parts), (pq.read_metadata(parts[0]).num_rows if parts else 0)
+    def fold_dead_journals(self, owner: Owner, liveness: Liveness | None = None) -> int:
+        """Fold the journals of dead owners into parts. The caller holds the layout lease."""
+        liveness = liveness or Liveness(self.storage, owner.ttl)
+        folded = 0
+        for other in journal_owners(self.storage):
+            if other != owner.owner_id and not liveness.alive(other):
+                folded += fold_journal(self, other)
+                self.storage.delete(f"{LEASES}/{other}.json")
+        return folded
+
+    def recover(self, owner: Owner, liveness: Liveness | None = None) -> int | None:
+        """Fold what dead runs journaled (rows folded), or None when another process holds the
+        layout lease (compacting): the dead runs' keys stay claimed until a later try."""
+        liveness = liveness or Liveness(self.storage, owner.ttl)
+        if not any(o != owner.owner_id and not liveness.alive(o) for o in journal_owners(self.storage)):
+            return 0
+        try:
+            with layout_lease(self.storage, owner, "folding a dead run's journal", self.root):
+                folded = self.fold_dead_journals(owner, liveness)
+                self.sweep_claims(owner, liveness)  # the dead runs' claims on keys now answered
+                return folded
+        except StoreBusy:
+            return None
+
+    def _drop_replaced(self) -> None:
+        """Finish an interrupted compaction: remove parts (and their journal segments) it replaced."""
+        for name in set(self.part_names(include_replaced=True)) - set(self.part_names()):
+            segment = segment_of_part(name)
+            if segment:
+                self.storage.delete(segment)
+            self.storage.delete(name)
+
+    def sweep_claims(self, owner: Owner, liveness: Liveness) -> int:
+        """Remove claims left by dead owners (after their journals are folded); returns how many."""
+        claims, swept = Claims(self.storage, owner, liveness), 0
+        for name in self.storage.list(CLAIMS):
+            base = name.rsplit("/", 1)[-1]
+            if ".x-" in base:
+                key, dead = base.split(".x-", 1)
+                if not liveness.alive(dead) and claims._owner_of(key) != dead:
+                    self.storage.delete(name)  # a taker's marker left behind by a taker that died
+                continue
+            holder = claims._owner_of(base)
+            if holder and holder != "?" and not liveness.alive(holder) and claims.take_over(base, holder):
+                claims.release([base])
+                swept += 1
+        return swept
+
+    def compact(self) -> tuple[int, int]:
+        """Merge all parts into one under the layout lease. Returns (parts before, rows).
+
+        Kill-safe: the merged part lists the parts it replaces (readers ignore them at once), then
+        they are removed; a killed compaction's leftovers are removed by the next one."""
+        with self.owner("cache compact") as owner, layout_lease(self.storage, owner, "`cache compact`", self.root):
+            liveness = Liveness(self.storage, owner.ttl)
+            self.fold_dead_journals(owner, liveness)
+            self._drop_replaced()
+            self.sweep_claims(owner, liveness)
+            return self._merge()
+
+    def _merge(self) -> tuple[int, int]:
+        names = self.part_names()
+        if len(names) <= 1:
+            return len(names), (pq.read_metadata(self.root / names[0]).num_rows if names else 0)
         con = duckdb.connect()
         try:
-            files = [str(p) for p in parts]
-            table = con.sql(
-                "SELECT * FROM read_parquet($files, union_by_name=true) ORDER BY created_at",
-                params={"files": files},
-            ).to_arrow_table()
+            table = con.sql("SELECT * FROM read_parquet($files, union_by_name=true) ORDER BY created_at",
+                            params={"files": [str(self.root / n) for n in names]}).to_arrow_table()
         finally:
             con.close()
-        self.write_part(table)
-        for path in parts:
-            path.unlink(missing_ok=True)
-        _fsync_dir(self.responses_dir)
-        return len(parts), table.num_rows
+        merged = f"responses/merged-{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:12]}.parquet"
+        self.put_part(merged, table, replaces=names)
+        self._drop_replaced()
+        return len(names), table.num_rows
 
 
-class StoreWriter:
-    """Buffers rows and flushes them as parts at least once a second (and on close).
 
-    Thread-safe. Used as a context manager by the runner, so Ctrl-C / SIGTERM flush what is done.
-    """
+# The writer lives in cache.writer (journal, background thread); imported here, where callers find it.
+from cache.writer import StoreWriter  # noqa: E402
 
-    def __init__(self, store: Store, flush_seconds: float = 1.0, max_rows: int = 5000):
-        self.store = store
-        self.flush_seconds = flush_seconds
-        self.max_rows = max_rows
-        self._buffer: list[Mapping[str, Any]] = []
-        self._lock = threading.Lock()
-        self._last_flush = time.monotonic()
-        self.rows_written = 0
-
-    def add(self, row: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._buffer.append(row)
-            due = (
-                len(self._buffer) >= self.max_rows
-                or time.monotonic() - self._last_flush >= self.flush_seconds
-            )
-        if due:
-            self.flush()
-
-    def flush(self) -> int:
-        """Write the buffered rows as one part. If the write fails (disk full, OSError...), the rows go
-        back to the front of the buffer, in order, and the error propagates: nothing is lost."""
-        with self._lock:
-            rows, self._buffer = self._buffer, []
-            self._last_flush = time.monotonic()
-            if rows:
-                try:
-                    self.store.append(rows)
-                except BaseException:
-                    self._buffer[:0] = rows
-                    raise
-                self.rows_written += len(rows)
-        return len(rows)
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def close(self) -> None:
-        """Flush what is left. If that still fails, the pending rows are saved to a rescue JSONL file
-        (``<store>/rescue-<utc>.jsonl``, else in the temp folder) and an OSError names it."""
-        try:
-            self.flush()
-        except Exception as exc:
-            with self._lock:
-                rows, self._buffer = self._buffer, []
-            if not rows:
-                raise
-            rescue = self._rescue(rows)
-            if rescue is None:
-                raise OSError(f"could not write {len(rows)} row(s) to the store {self.store.root} ({exc}) "
-                              "nor to a rescue file: they are lost") from exc
-            raise OSError(
-                f"could not write {len(rows)} row(s) to the store {self.store.root} ({exc}); they are kept in "
-                f"{rescue} (JSON lines, one row per line in the store schema). Free space; running the same "
-                "command again calls those keys again"
-            ) from exc
-
-    def _rescue(self, rows: list[Mapping[str, Any]]) -> Path | None:
-        name = f"rescue-{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.jsonl"
-        data = "".join(json.dumps(dict(row), default=str) + "\n" for row in rows).encode()
-        for folder in (self.store.root, Path(tempfile.gettempdir())):
-            path, created = folder / name, False
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with open(path, "xb") as fh:
-                    created = True
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                return path
-            except OSError:
-                if created:
-                    path.unlink(missing_ok=True)
-        return None
-
-    def __enter__(self) -> StoreWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+__all__ = ["DEFAULT_STORE", "Store", "StoreBusy", "StoreWriter", "atomic_write_bytes", "resolve_store",
+           "rows_to_table", "utcnow"]

@@ -33,7 +33,10 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
 BUNDLE_FILES = frozenset({"manifest.json", "provenance.json", "README.txt", "demo.json"})
 _PART_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.parquet")
 #: Columns a MedLens part always has (every schema version).
-PART_COLUMNS = ("key", "status", "model")
+#: table -> columns a part of that table must have to be a MedLens part (cache.schema.TABLES)
+TABLE_PART_COLUMNS = {"responses": ("key", "status", "model"), "readings": ("key", "authority", "label"),
+                      "grades": ("key", "grader")}
+PART_COLUMNS = TABLE_PART_COLUMNS["responses"]
 MiB = 1 << 20
 
 
@@ -78,7 +81,7 @@ def check_member(name: object) -> str:
         if name in BUNDLE_FILES:
             return name
         folder, _, leaf = name.partition("/")
-        if folder == "responses" and _PART_NAME.fullmatch(leaf):
+        if folder in TABLE_PART_COLUMNS and _PART_NAME.fullmatch(leaf):
             return name
         if folder == "thumbs" and leaf.endswith(".jpg") and is_sha256(leaf[:-4]):
             return name
@@ -142,9 +145,9 @@ def file_kind(mode: int) -> str:
     return "a special file"
 
 
-def foreign_parts(paths: list[Path]) -> list[tuple[Path, str]]:
-    """(path, reason) for each Parquet file that is not a MedLens part: unreadable footer, or
-    missing one of PART_COLUMNS. Reads footers only (about 0.2 ms a part)."""
+def foreign_parts(paths: list[Path], table: str = "responses") -> list[tuple[Path, str]]:
+    """(path, reason) for each Parquet file that is not a MedLens part of ``table``: unreadable
+    footer, or missing one of its TABLE_PART_COLUMNS. Reads footers only (about 0.2 ms a part)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -155,7 +158,7 @@ def foreign_parts(paths: list[Path]) -> list[tuple[Path, str]]:
         except (OSError, pa.ArrowException) as exc:
             found.append((path, f"not a readable Parquet file ({' '.join(str(exc).split())[:120]})"))
             continue
-        missing = [c for c in PART_COLUMNS if c not in names]
+        missing = [c for c in TABLE_PART_COLUMNS[table] if c not in names]
         if missing:
             found.append((path, f"not a MedLens part (no column {', '.join(missing)})"))
     return found

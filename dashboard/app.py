@@ -20,9 +20,10 @@ import streamlit as st  # noqa: E402
 from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from cache.bundle import BundleError  # noqa: E402
+from cache.filters import Filters  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
-from dashboard.context import AppContext, set_context, store_argument  # noqa: E402
+from dashboard.context import AppContext, reader_only, session_store, set_context, store_argument  # noqa: E402
 
 #: (script, title, url path, icon); the first is the default page. Icons are emoji, never
 #: ":material/...:" names: a page's icon becomes the browser tab's favicon, and a Material icon
@@ -34,11 +35,18 @@ PAGES = (
     ("tabs/compare.py", "Compare", "compare", "⚖️"),
     ("tabs/runs.py", "Runs & errors", "runs", "⚠️"),
     ("tabs/quality.py", "Interpretation quality", "quality", "📝"),
+    ("tabs/review.py", "Review labels", "review", "🏷️"),
+    ("tabs/reader.py", "Reader study", "reader", "👁️"),
 )
 PAGE_ICON = "🔬"
 
 #: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
-PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b")}
+PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b"),
+               "reader": ("study",)}
+#: pages that show no store data beyond their own (a blinded reader sees no filters, sources or demo text)
+BLINDED = ("reader",)
+#: MEDLENS_READER_ONLY=1: a deployment for readers serves the reader page alone (no way to the answers)
+READER_ONLY = reader_only()
 
 
 def drop_other_pages_params(url_path: str) -> None:
@@ -52,7 +60,7 @@ def drop_other_pages_params(url_path: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="MedLens", page_icon=PAGE_ICON, layout="wide")
     try:
-        root = queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
+        root = session_store() or queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
     except (BundleError, OSError) as exc:  # a damaged, oversized or altered bundle: one line naming it
         st.error(f"Cannot open the store: {ui.literal(exc)}")
         st.stop()
@@ -67,18 +75,21 @@ def main() -> None:
 def show(root: str, notice: DeltaGenerator) -> None:
     """Sidebar, context and the chosen page for the store folder ``root``; foreign files under
     responses/ are named in ``notice`` once the page has run (if it fails, the failure names them)."""
+    pages = [page for page in PAGES if not READER_ONLY or page[2] in BLINDED]
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)
-                                for index, (script, title, url, icon) in enumerate(PAGES)])
+                                for index, (script, title, url, icon) in enumerate(pages)],
+                               position="hidden" if READER_ONLY else "sidebar")
     signature = queries.store_signature(root)
     options = queries.filter_options(root, signature)
     drop_other_pages_params(navigation.url_path)
-    filters = sidebar.render(root, signature, options)
+    blinded = READER_ONLY or navigation.url_path in BLINDED
+    filters = Filters() if blinded else sidebar.render(root, signature, options)
     set_context(AppContext(root=root, signature=signature, filters=filters, options=options))
     if not queries.has_parts(signature):
         ui.empty_store(root)
         return
     demo = queries.demo_info(root, signature)
-    if demo:  # say plainly what the demo holds: no cloud model answered anything here
+    if demo and not blinded:  # say plainly what the demo holds: no cloud model answered anything here
         st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()
     with notice:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -38,3 +39,22 @@ def store_argument(argv: list[str]) -> str | None:
     parser.add_argument("--store")
     args, _unknown = parser.parse_known_args(argv)
     return args.store
+
+
+_STORE_OVERRIDE = "_medlens_store_override"
+
+
+def session_store() -> str | None:
+    """The store this session switched to (a writable copy of a bundle, see dashboard/writable.py), or
+    None: then the store is --store, $MEDLENS_STORE or data/store."""
+    return st.session_state.get(_STORE_OVERRIDE)
+
+
+def switch_store(root: str) -> None:
+    """Use ``root`` for the rest of this session (every page, every later run)."""
+    st.session_state[_STORE_OVERRIDE] = root
+
+
+def reader_only() -> bool:
+    """MEDLENS_READER_ONLY=1: a deployment for readers (the reader page alone; no study is made there)."""
+    return os.environ.get("MEDLENS_READER_ONLY", "") not in ("", "0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import threading
 import warnings
@@ -99,7 +100,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(df: pd.DataFrame, *, caption: str = "", label: str = "", digits: int = 3) -> str:
     """A booktabs ``table`` environment; text columns left-aligned, numbers right-aligned."""
-    align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in df.columns)
+    align = "".join("r" if _numeric(df[c]) else "l" for c in df.columns)
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
@@ -113,6 +114,17 @@ def to_latex(df: pd.DataFrame, *, caption: str = "", label: str = "", digits: in
     return "\n".join(lines) + "\n"
 
 
+_NUMBER_TEXT = re.compile(r"–|\$?-?\d[\d,]*(\.\d+)?")
+
+
+def _numeric(column: pd.Series) -> bool:
+    """Numbers, or numbers already formatted as text ('0.750', '$0.0120', '–'): right-aligned."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = [v for v in column if v is not None]
+    return bool(values) and all(isinstance(v, str) and _NUMBER_TEXT.fullmatch(v) for v in values)
+
+
 def _md_escape(text: str) -> str:
     return md_escape(scrub_secrets(text))
 
@@ -121,7 +133,7 @@ def to_markdown(df: pd.DataFrame, *, digits: int = 3) -> str:
     """A GitHub-flavoured Markdown table whose cells render as text: pipes escaped; a cell with HTML,
     link syntax or a URL becomes a code span (cache.textsafe.md_escape). Secrets are scrubbed."""
     header = "| " + " | ".join(_md_escape(str(c)) for c in df.columns) + " |"
-    rule = "| " + " | ".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + " |"
+    rule = "| " + " | ".join("---:" if _numeric(df[c]) else "---" for c in df.columns) + " |"
     rows = ["| " + " | ".join(_md_escape(_cell(v, digits)) for v in row) + " |"
             for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *rows]) + "\n"
@@ -136,30 +148,42 @@ def fmt_interval(value: float | None, low: float | None, high: float | None, dig
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+#: The overview as a paper's table: what the screen shows and what LaTeX / Markdown export (the CSV
+#: keeps every field of cache.metrics.group_metrics). Header -> group key it is read from.
 PAPER_COLUMNS: Sequence[tuple[str, str]] = (
-    ("model", "Model"), ("modality", "Modality"), ("prompt_id", "Prompt"), ("n", "n"),
-    ("coverage", "Coverage"),
+    ("Model", "model"), ("Modality", "modality"), ("Prompt", "prompt_id"), ("n", "n"), ("Coverage", "coverage"),
+    ("Accuracy [95% CI]", "accuracy"), ("Sensitivity", "sensitivity"), ("Specificity", "specificity"),
+    ("Abstained", "abstained"), ("Errors", "errors"), ("Cost", "cost_usd"),
 )
+PAPER_HEADERS = tuple(header for header, _key in PAPER_COLUMNS)
+ABSTENTIONS = ("uncertain", "refused", "unparseable")
+RATE_HEADERS = ("Coverage", "Sensitivity", "Specificity", "Cost")
 
 
 def paper_table(groups: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The overview as a table for a paper: accuracy, sensitivity and specificity with 95% Wilson CIs."""
+    """One row per group with the paper headers: accuracy with its 95% Wilson interval (the one
+    interval on screen), abstentions (uncertain + refused + unparseable) summed, cost in USD."""
     rows = []
     for g in groups:
-        row = {label: g.get(key) for key, label in PAPER_COLUMNS}
+        row = {header: g.get(key) for header, key in PAPER_COLUMNS}
         row["Accuracy [95% CI]"] = fmt_interval(g.get("accuracy"), g.get("accuracy_ci_low"), g.get("accuracy_ci_high"))
-        row["Acc. answered"] = g.get("accuracy_answered")
-        row["Sensitivity [95% CI]"] = fmt_interval(g.get("sensitivity"), g.get("sensitivity_ci_low"),
-                                                   g.get("sensitivity_ci_high"))
-        row["Specificity [95% CI]"] = fmt_interval(g.get("specificity"), g.get("specificity_ci_low"),
-                                                   g.get("specificity_ci_high"))
-        row["Uncertain/refused/unparseable"] = f"{g.get('uncertain', 0)}/{g.get('refused', 0)}/{g.get('unparseable', 0)}"
-        row["Errors"] = g.get("errors", 0)
+        row["Abstained"] = sum(int(g.get(name) or 0) for name in ABSTENTIONS)
+        row["Errors"] = int(g.get("errors") or 0)
         rows.append(row)
-    columns = [label for _k, label in PAPER_COLUMNS] + [
-        "Accuracy [95% CI]", "Acc. answered", "Sensitivity [95% CI]", "Specificity [95% CI]",
-        "Uncertain/refused/unparseable", "Errors"]
-    return pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame(rows, columns=list(PAPER_HEADERS))
+    for header in RATE_HEADERS:  # numbers even when every value is undefined (right-aligned, shown as –)
+        df[header] = pd.to_numeric(df[header]).astype("float64")
+    return df
+
+
+def paper_text_table(groups: Sequence[dict[str, Any]], digits: int = 3) -> pd.DataFrame:
+    """:func:`paper_table` as it is shown and exported to LaTeX / Markdown: rates to ``digits`` places,
+    cost as '$0.1200' (three digits would round it away), undefined values as '–'."""
+    df = paper_table(groups)
+    for header in RATE_HEADERS:
+        pattern = "${:.4f}" if header == "Cost" else f"{{:.{digits}f}}"
+        df[header] = ["–" if math.isnan(v) else pattern.format(v) for v in df[header]]
+    return df
 
 
 def safe_filename(*parts: str) -> str:

@@ -1,7 +1,8 @@
 """All SQL of the dashboard: one cached read-only connection per store and cached query functions.
 
 Every cached function takes plain arguments: the store root, the store ``signature`` (part count,
-bytes and newest mtime, so a new part written by a running ingest is a cache miss) and the filters.
+bytes and newest mtime of every table, so a new part written by a running ingest, a review or a reader
+is a cache miss) and the filters.
 Metrics come from cache.metrics (defined once); the SQL here only selects and aggregates rows.
 Model text is aggregated in DuckDB (lengths, regex hits) and never pulled in bulk into pandas.
 """
@@ -19,9 +20,10 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from cache import bundle, untrusted
+from cache import bundle, prepared, review, untrusted
 from cache import metrics as cm
 from cache.metrics import Filters
+from cache.schema import TABLES
 from cache.store import Store
 from dashboard import vocab
 
@@ -62,17 +64,20 @@ def _connection(root: str, generation: int, signature: str) -> duckdb.DuckDBPyCo
 
 
 def store_signature(root: str) -> str:
-    """'parts:bytes:newest-mtime-ns' of the response parts; cheap (a directory listing)."""
-    count = size = newest = 0
-    for dirpath, _dirs, files in os.walk(Path(root) / "responses"):
-        for name in files:
-            if name.endswith(".parquet"):
-                try:
-                    stat = os.stat(os.path.join(dirpath, name))
-                except FileNotFoundError:  # removed by compact while we listed
-                    continue
-                count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
-    return f"{count}:{size}:{newest}"
+    """'response-parts:parts:bytes:newest-mtime-ns' over the parts of every table (responses, readings,
+    grades), so a review or a grade written since is a cache miss too; cheap (directory listings)."""
+    responses = count = size = newest = 0
+    for table in TABLES:
+        for dirpath, _dirs, files in os.walk(Path(root) / table):
+            for name in files:
+                if name.endswith(".parquet"):
+                    try:
+                        stat = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:  # removed by compact while we listed
+                        continue
+                    count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+                    responses += table == "responses"
+    return f"{responses}:{count}:{size}:{newest}"
 
 
 @st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
@@ -82,6 +87,7 @@ def foreign_parts(root: str, signature: str) -> list[tuple[str, str]]:
 
 
 def has_parts(signature: str) -> bool:
+    """Whether the store has any responses part (readings alone show nothing)."""
     return not signature.startswith("0:")
 
 
@@ -134,7 +140,8 @@ def filter_options(root: str, signature: str) -> dict[str, list[str]]:
     fields = ("model", "modality", "prompt_id", "source", "truth")
     if not has_parts(signature):
         return {f: [] for f in fields}
-    sql = "SELECT DISTINCT model, modality, prompt_id, coalesce(source, ''), truth FROM responses"
+    sql = ("SELECT DISTINCT model, modality, prompt_id, coalesce(source, ''), truth FROM responses "
+           "WHERE coalesce(task, 'detect') = 'detect'")  # judge and training rows are in no metric
     combos = _run(root, signature, lambda cur: cur.execute(sql).fetchall())
     return {f: sorted({str(c[i]) for c in combos if c[i] is not None}) for i, f in enumerate(fields)}
 
@@ -194,11 +201,25 @@ def confusion(root: str, signature: str, filters: Filters) -> dict[tuple[str, st
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def compare(root: str, signature: str, model_a: str, model_b: str, filters: Filters,
-            limit: int = 500) -> dict[str, Any]:
+            limit: int = 500, prompts: tuple[str, str] | None = None) -> dict[str, Any]:
     """cache.metrics.compare_models, aggregated in DuckDB so it scales to 10^6 rows: pair counts,
-    McNemar and kappa overall and per modality, and the first ``limit`` disagreements."""
-    result = _run(root, signature, lambda cur: cm.compare_models(cur, model_a, model_b, filters, limit))
+    McNemar and kappa overall and per modality, and the first ``limit`` disagreements (``prompts``:
+    pair A's prompt with B's, for models that answered different prompts, e.g. a reader)."""
+    result = _run(root, signature, lambda cur: cm.compare_models(cur, model_a, model_b, filters, limit, prompts))
     return result | {"disagreements": pd.DataFrame(result["disagreements"])}
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def model_prompts(root: str, signature: str) -> dict[str, list[str]]:
+    """model -> the prompts it has current answers to."""
+    if not has_parts(signature):
+        return {}
+    rows = _run(root, signature, lambda cur: cur.execute(
+        "SELECT DISTINCT model, prompt_id FROM results ORDER BY ALL").fetchall())
+    out: dict[str, list[str]] = {}
+    for model, prompt in rows:
+        out.setdefault(model, []).append(prompt)
+    return out
 
 
 # -- gallery ---------------------------------------------------------------------------------------
@@ -367,3 +388,110 @@ def finding_terms(root: str, signature: str, filters: Filters, modality: str) ->
     return _df(root, signature, f"SELECT model, count(*) AS answers, {counts} FROM "
                                 f"(SELECT model, coalesce(interpretation, '') AS txt FROM results {where}) "
                                 f"GROUP BY model ORDER BY model", params)
+
+
+# -- label provenance ------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def label_sources(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.metrics.label_sources: how many current labels each source set."""
+    if not has_parts(signature):
+        return []
+    return _run(root, signature, lambda cur: cm.label_sources(cur, filters))
+
+
+# -- review labels -----------------------------------------------------------------------------------
+REVIEW_MODES = ("needs review", "parser ≠ judge", "by filter")
+_DISAGREE = "judge_label IS NOT NULL AND judge_label IS DISTINCT FROM parser_label"
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def review_queue(root: str, signature: str, filters: Filters, mode: str, labels: tuple[str, ...] = (),
+                 limit: int = 1000) -> tuple[int, pd.DataFrame]:
+    """(length of the queue, its first ``limit`` readings): current answers that need review (the
+    parser was undecided, or parser and judge disagree, and no reviewer has settled it), only the
+    disagreements, or every answer matching the filters (outcome too) and, if given, current labels.
+    Small columns only: the answer text is read per item (:func:`review_item`)."""
+    if not has_parts(signature):
+        return 0, pd.DataFrame()
+    where, params = filters.where(with_outcome=True)
+    pick = {"needs review": "needs_review", "parser ≠ judge": f"reviewer_label IS NULL AND {_DISAGREE}",
+            "by filter": "true"}[mode]
+    if labels:
+        pick += f" AND label IN ({', '.join('?' * len(labels))})"
+    where = f"{where} AND {pick}" if where else f"WHERE {pick}"
+    sql = f"""
+        SELECT key, model, modality, prompt_id, repeat, image_sha256, image_path, label, label_source, label_by,
+               parser_label, judge_label, judge_model,
+               CASE WHEN reviewer_label IS NOT NULL THEN 'reviewed'
+                    WHEN {_DISAGREE} THEN 'parser and judge disagree'
+                    WHEN needs_review THEN 'the parser was undecided' ELSE '' END AS reason,
+               count(*) OVER () AS total
+        FROM results {where}
+        ORDER BY model, modality, image_path, prompt_id, repeat, key LIMIT ?"""
+    df = _df(root, signature, sql, [*params, *labels, limit])
+    total = int(df["total"].iloc[0]) if len(df) else 0
+    return total, df.drop(columns="total")
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def review_item(root: str, signature: str, key: str) -> dict[str, Any] | None:
+    """One current answer with its text and the provenance of its label (no truth: a reviewer labels
+    what the answer says, not what the image is)."""
+    df = _df(root, signature, """
+        SELECT r.key, r.model, r.modality, r.prompt_id, r.repeat, r.image_sha256, r.raw_text, r.label,
+               r.label_source, r.label_by, r.label_rule, r.label_span_start, r.label_span_end, r.parser_label,
+               r.judge_label, r.judge_model, r.reviewer_label, r.needs_review, r.finish_reason,
+               -- the parser's own span, while its label is still the one read at ingest (no newer reparse)
+               CASE WHEN a.label IS NOT DISTINCT FROM r.parser_label THEN a.label_span_start END AS parser_span_start,
+               CASE WHEN a.label IS NOT DISTINCT FROM r.parser_label THEN a.label_span_end END AS parser_span_end
+        FROM results r JOIN answers a USING (key) WHERE r.key = ?""", [key])
+    return None if df.empty else df.iloc[0].to_dict()
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def judge_agreement(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.review.judge_agreement: parser vs judge per model (percent agreement, Cohen's kappa)."""
+    if not has_parts(signature):
+        return []
+    return _run(root, signature, lambda cur: review.judge_agreement(cur, filters))
+
+
+def is_bundle(root: str) -> bool:
+    """Whether ``root`` is a bundle extracted for reading (its manifest.json says so): read-only."""
+    try:
+        manifest = json.loads((Path(root) / bundle.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == bundle.BUNDLE_FORMAT
+
+
+# -- reader study ------------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
+def study_images(root: str, signature: str) -> pd.DataFrame:
+    """Images the models answered (current detect rows of providers other than readers) with their
+    modality, truth, source and path, and whether the store keeps their prepared bytes."""
+    if not has_parts(signature):
+        return pd.DataFrame(columns=["image_sha256", "modality", "truth", "source", "image_path", "prepared"])
+    df = _df(root, signature, """
+        SELECT image_sha256, any_value(modality) AS modality, any_value(truth) AS truth,
+               any_value(source) AS source, min(image_path) AS image_path
+        FROM results WHERE provider IS DISTINCT FROM 'reader' AND truth IN ('real', 'synthetic')
+        GROUP BY image_sha256 ORDER BY image_sha256""")
+    have = prepared.prepared_shas(Store(root))
+    df["prepared"] = [sha in have for sha in df["image_sha256"]]
+    return df
+
+
+def reader_done(root: str, model: str, prompt_sha256: str) -> dict[str, set[str]]:
+    """task -> the images a reader has an ok answer for (under these instructions), read from the store
+    now (not cached: it decides what the reader sees next)."""
+    signature = store_signature(root)
+    if not has_parts(signature):
+        return {}
+    rows = _run(root, signature, lambda cur: cur.execute(
+        "SELECT coalesce(task, 'detect'), image_sha256 FROM responses WHERE status = 'ok' AND provider = 'reader' "
+        "AND model = ? AND prompt_sha256 = ?", [model, prompt_sha256]).fetchall())
+    out: dict[str, set[str]] = {}
+    for task, sha in rows:
+        out.setdefault(task, set()).add(sha)
+    return out

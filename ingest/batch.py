@@ -154,6 +154,28 @@ def within_budget(runner: Any, tasks: list[Any]) -> list[Any]:
     return kept
 
 
+def claimed(runner: Any, tasks: list[Any], claimer: Any) -> list[Any]:
+    """The calls whose keys this run claims (``cache.claiming``): a key another live run holds is
+    skipped, a key answered meanwhile counts as cached. Claims won are kept while this process
+    lives; once a batch holds a key, the ledger keeps every later plan from calling it."""
+    if claimer is None:
+        return tasks
+    kept = []
+    for start in range(0, len(tasks), 500):
+        part = tasks[start : start + 500]
+        got = claimer.claim([t.key for t in part])
+        won, done = set(got.won), set(got.done)
+        for task in part:
+            tally = runner.tallies[task.provider.spec.raw]
+            if task.key in won:
+                kept.append(task)
+            elif task.key in done:
+                tally.pending, tally.cached = tally.pending - 1, tally.cached + 1
+            else:
+                tally.skipped_claimed += 1
+    return kept
+
+
 def _lines(runner: Any, client: BatchClient, tasks: list[Any], writer: StoreWriter):
     """(call, input line) for each task; an image that cannot be prepared is an error row."""
     for task in tasks:
@@ -171,7 +193,9 @@ def _lines(runner: Any, client: BatchClient, tasks: list[Any], writer: StoreWrit
         yield runner.call_meta(task), client.line(task.key, request)
 
 
-def build(runner: Any, provider: Provider, client: BatchClient, tasks: list[Any], writer: StoreWriter):
+def build(
+    runner: Any, provider: Provider, client: BatchClient, tasks: list[Any], writer: StoreWriter, claimer: Any = None
+):  # fmt: skip
     """Pack one model's calls into ledger entries in state ``built``; yields each entry."""
     root = runner.store.root
     lines = _lines(runner, client, tasks, writer)
@@ -184,17 +208,21 @@ def build(runner: Any, provider: Provider, client: BatchClient, tasks: list[Any]
         )  # fmt: skip
         ledger.write_calls(root, entry.ledger_id, done.calls)
         ledger.save(root, entry)
+        for call in done.calls if claimer is not None else ():
+            claimer.started(call.key)  # in a batch now: kept claimed (not released as unused)
+            claimer.added(call.key)
         yield entry
 
 
-def _submit(runner: Any, tasks: list[Any], writer: StoreWriter) -> list[dict[str, Any]]:
+def _submit(runner: Any, tasks: list[Any], writer: StoreWriter, claimer: Any) -> list[dict[str, Any]]:
     root, opened = runner.store.root, []
     for provider in runner.providers:
         client = batch_client(provider)
         try:
             earlier = [e for e in ledger.entries(root) if e.model == provider.spec.raw and e.is_open]
             mine = [t for t in tasks if t.provider is provider]
-            for entry in [*earlier, *build(runner, provider, client, within_budget(runner, mine), writer)]:
+            mine = claimed(runner, within_budget(runner, mine), claimer)
+            for entry in [*earlier, *build(runner, provider, client, mine, writer, claimer)]:
                 if runner.stopping:
                     break
                 with ledger.claim(root, entry.ledger_id) as mine:
@@ -207,8 +235,10 @@ def _submit(runner: Any, tasks: list[Any], writer: StoreWriter) -> list[dict[str
     return opened
 
 
-async def submit_planned(runner: Any, tasks: list[Any], writer: StoreWriter) -> list[dict[str, Any]]:
+async def submit_planned(
+    runner: Any, tasks: list[Any], writer: StoreWriter, claimer: Any = None
+) -> list[dict[str, Any]]:
     """The runner's batch hook: resume this store's unsubmitted batches of the run's models, pack
     and submit the planned calls; returns every open batch of the run's models (ledger id, batch
     id, calls), those submitted now and those submitted before, for ``--wait``."""
-    return await asyncio.to_thread(_submit, runner, tasks, writer)
+    return await asyncio.to_thread(_submit, runner, tasks, writer, claimer)

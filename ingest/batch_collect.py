@@ -66,6 +66,7 @@ def _queued_ms(entry: LedgerEntry) -> float | None:
 
 
 def _rows_of_batch(store: Store, batch_id: str) -> set[str]:
+    """Keys with a row from this batch in the store's parts (call after folding dead journals)."""
     if not store.part_paths():
         return set()
     con = store.connect()
@@ -85,7 +86,22 @@ def collect(store: Store, entry: LedgerEntry, client: BatchClient, prices: Any) 
     entry.pending = "collect"
     ledger.save(store.root, entry)
     calls = ledger.read_calls(store.root, entry.ledger_id)
-    have = _rows_of_batch(store, entry.batch_id) if entry.batch_id else set()
+    owner = store.owner("ingest batches --collect").start()
+    try:
+        store.recover(owner)  # rows a killed collection journaled are in the store before we look
+        have = _rows_of_batch(store, entry.batch_id) if entry.batch_id else set()
+        added = _write_rows(store, owner, entry, client, prices, calls, have)
+    finally:
+        owner.stop()
+    entry.state, entry.pending, entry.collected_at = "collected", None, utcnow().isoformat()
+    entry.rows_collected = len(have & set(calls))  # this batch's rows in the store, collected now or before
+    ledger.save(store.root, entry)
+    return added
+
+
+def _write_rows(store: Store, owner: Any, entry: LedgerEntry, client: BatchClient, prices: Any,
+                calls: dict[str, Any], have: set[str]) -> int:  # fmt: skip
+    """One row per answered call not yet in the store (``have`` grows with what is written)."""
     spec, added = parse_spec(entry.model), 0
     extra = {"batch_id": entry.batch_id, "queued_ms": _queued_ms(entry)}
 
@@ -93,7 +109,7 @@ def collect(store: Store, entry: LedgerEntry, client: BatchClient, prices: Any) 
         return prices.cost(spec, reply.input_tokens, reply.output_tokens, batch=True) if prices else None
 
     status = BatchStatus(entry.provider_state or "", entry.outcome, entry.counts, entry.message, entry.output)
-    with StoreWriter(store) as writer:
+    with StoreWriter(store, owner=owner) as writer:
         for key, result in client.results(status, list(calls)) if entry.output else ():
             if key not in calls or key in have:
                 continue
@@ -104,9 +120,6 @@ def collect(store: Store, entry: LedgerEntry, client: BatchClient, prices: Any) 
                                     latency_ms=None, paid=paid, extra=extra))  # fmt: skip
             have.add(key)
             added += 1
-    entry.state, entry.pending, entry.collected_at = "collected", None, utcnow().isoformat()
-    entry.rows_collected = len(have & set(calls))  # this batch's rows in the store, collected now or before
-    ledger.save(store.root, entry)
     return added
 
 

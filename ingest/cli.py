@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="use only the first N manifest rows")
     run.add_argument("--dry-run", action="store_true", help="print the calls still to make and their cost")
     run.add_argument("--budget", type=float, metavar="USD", help="stop scheduling calls past this spend")
+    run.add_argument("--wait-claims", action="store_true",
+                     help="wait for keys another run on the store is calling (default: skip them)")
     _prep_args(run)
     run.add_argument("--detail", choices=("high", "low", "auto"), default="high", help="OpenAI image detail")
     run.add_argument("--temperature", type=float, default=0.0)
@@ -226,10 +228,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
         prep=_prep_options(args),
         repeats=args.repeats, budget_usd=args.budget, prices=prices,
-        progress=not args.no_progress, run_meta=meta, batch=submit_planned if args.batch else None,
+        progress=not args.no_progress, run_meta=meta, wait_claims=args.wait_claims,
+        batch=submit_planned if args.batch else None,
     )
     result = run_with_signals(runner, dry_run=args.dry_run)
     print(format_summary(result, store))
+    if result.disk_full and "kept in" in result.disk_full:
+        return 1
     if args.batch and not args.dry_run:
         return batch_cli.after_run(store, prices.table, result, args)
     return 130 if result.interrupted else 0
@@ -261,6 +266,13 @@ def format_summary(result, store: Store) -> str:
     if result.image_errors:
         lines.append(f"{len(result.image_errors)} image(s) could not be read:")
         lines += [f"    {m}" for m in result.image_errors[:20]]
+    claimed = sum(t.skipped_claimed for t in result.tallies.values())
+    if claimed:
+        holders = "; ".join(h.describe() for h in result.claimed_by.values())
+        lines.append(f"skipped {claimed} call(s) that another run is making ({holders}): nothing is paid "
+                     "twice; run again when it finishes, or pass --wait-claims to wait for them")
+    if result.disk_full:
+        lines.append(f"disk full: {result.disk_full}")
     if result.budget_stopped:
         skipped = sum(t.skipped_budget for t in result.tallies.values())
         lines.append(f"budget reached: {skipped} call(s) not made; raise --budget and run again to finish")
@@ -283,7 +295,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     images = ImageCache(_prep_options(args), store)
     items = asyncio.run(identify_images(rows, args.manifest.resolve().parent, images, progress=False))
     new_rows = build_import_rows(answers, args.answers, items, f"import:{args.model}", prompt)
-    added, present = import_answers(store, new_rows)
+    with store.owner("ingest import") as owner:
+        store.recover(owner)  # a dead run's journal first, so its answers count as present
+        added, present = import_answers(store, new_rows)
     print(f"imported {added} answer(s) for import:{args.model} into {store.root}"
           + (f"; {present} already present" if present else ""))
     return 0

@@ -7,6 +7,7 @@ memoised by path, size and mtime (``ingest.memo``); bytes are prepared again onl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
@@ -16,9 +17,10 @@ from pathlib import Path
 
 from cache.schema import response_key
 from cache.store import Store
-from ingest.images import ImageError, PreparedImage, PrepOptions, make_thumbnail, prepare_image
+from ingest.images import ImageError, PreparedImage, PrepOptions, prepare_with_thumbnail
 from ingest.manifest import ManifestRow
 from ingest.memo import PrepMemo
+from ingest.prepared import PreparedCache, cache_folder
 from ingest.prompts import Prompt
 from ingest.providers.base import DetectorItem
 
@@ -37,12 +39,16 @@ class ImageItem:
 
 
 class ImageCache:
-    """Prepared bytes of recently used images, so several models share one preparation."""
+    """Prepared bytes: recently used ones in memory (several models share one preparation), every
+    one on disk (``ingest.prepared``), so phase 4 reads what phase 1 prepared instead of preparing
+    the image again."""
 
     def __init__(self, options: PrepOptions, store: Store, capacity: int = 256):
         self.options, self.store, self.capacity = options, store, capacity
         self._items: OrderedDict[str, PreparedImage] = OrderedDict()
         self._lock = threading.Lock()  # used from worker threads (asyncio.to_thread)
+        self.disk = PreparedCache(cache_folder(store.root))
+        self.prepared = 0  # images decoded and encoded by this cache (each at most once, ideally)
 
     def put(self, prepared: PreparedImage) -> None:
         with self._lock:
@@ -52,8 +58,12 @@ class ImageCache:
                 self._items.popitem(last=False)
 
     def prepare(self, path: str) -> PreparedImage:
-        prepared = prepare_image(Path(path), self.options)
-        self.store.write_thumb(prepared.sha256, make_thumbnail(prepared))
+        prepared, thumb = prepare_with_thumbnail(Path(path), self.options, self.store.thumb_path)
+        self.prepared += 1
+        if thumb is not None:
+            with contextlib.suppress(OSError):  # a thumbnail is for people; a full disk must not stop a run
+                self.store.write_thumb(prepared.sha256, thumb)
+        self.disk.put(prepared.sha256, prepared.mime, prepared.data)
         self.put(prepared)
         return prepared
 
@@ -62,6 +72,10 @@ class ImageCache:
             found = self._items.get(item.sha256 or "")
         if found is not None:
             return found
+        if item.sha256:
+            data = self.disk.get(item.sha256, item.mime)
+            if data is not None:
+                return PreparedImage(data, item.mime, item.sha256, item.width, item.height)
         prepared = self.prepare(item.path)
         if prepared.sha256 != item.sha256:  # the file changed under us since phase 1
             raise ImageError(item.path, "changed", f"{item.path}: file changed during the run")

@@ -3,8 +3,11 @@
 Phases: (1) identify each image by the sha256 of its prepared bytes (memoised by path, size and
 mtime, so a cached re-run reads no pixels); (2) compute keys and drop the ones the store already
 holds as ``ok``; (3) let local detectors see the whole manifest (out-of-fold baseline); (4) call the
-providers with bounded concurrency, retries and rate limits, streaming rows into the store at least
-once a second. Ctrl-C / SIGTERM flush what is done; running the same command again resumes.
+providers with bounded concurrency, retries and rate limits. Before calling, a run claims the keys
+(``cache.claiming``: other runs on the store skip or wait for them, and a key answered since the
+plan is dropped); each answer is journaled (durable) before the next call starts on that worker,
+then batched into parts by the writer's thread (no Parquet write on the event loop). Ctrl-C /
+SIGTERM flush what is done; running the same command again resumes.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import uuid
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cache.claiming import KeyClaimer
+from cache.leases import Holder, new_owner_id
 from cache.schema import canonical_json, response_key
+from cache.storage import is_disk_full
 from cache.store import Store, StoreWriter, utcnow
 from ingest.batch_ledger import open_keys
 from ingest.images import ImageError, PrepOptions
@@ -48,6 +54,7 @@ class ModelTally:
     cost_usd: float = 0.0
     priced: bool = True  # False once a call's cost could not be priced
     skipped_budget: int = 0
+    skipped_claimed: int = 0  # keys another live run was calling
     estimate_usd: float | None = None
 
 
@@ -60,7 +67,10 @@ class RunResult:
     budget_stopped: bool = False
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
-    batches: list[dict[str, Any]] = field(default_factory=list)  # --batch: what was submitted
+    claimed_by: dict[str, Holder] = field(default_factory=dict)  # owner id -> who held keys we skipped
+    disk_full: str | None = None  # what was kept, and where, when the disk filled up
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (in the run record)
+    batches: list[dict[str, Any]] = field(default_factory=list)  # --batch: the open batches of its models
 
 
 class Runner:
@@ -80,13 +90,16 @@ class Runner:
         prices: Any = None,
         progress: bool = True,
         run_meta: dict[str, Any] | None = None,
+        wait_claims: bool = False,
+        claim_poll_s: float = 1.0,
         batch: Any = None,
     ):
         self.store, self.rows, self.manifest_dir = store, rows, manifest_dir
         self.providers, self.prompt, self.prep = providers, prompt, prep
         self.repeats, self.budget_usd, self.prices = repeats, budget_usd, prices
         self.progress = progress
-        self.run_id = utcnow().strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.wait_claims, self.claim_poll_s = wait_claims, claim_poll_s
+        self.run_id = new_owner_id()
         self.run_meta = dict(run_meta or {})
         self.images = ImageCache(prep, store)
         self.tallies = {p.spec.raw: ModelTally() for p in providers}
@@ -94,7 +107,9 @@ class Runner:
         self.inflight = 0.0
         self.budget_stopped = False
         self.stopping = False
+        self.disk_stopped = False
         self.warnings: list[str] = []
+        self.claimed_by: dict[str, Holder] = {}
         self.batch = batch  # --batch: ``ingest.batch.submit_planned`` answers the plan instead of execute
 
     async def identify(self) -> list[ImageItem]:
@@ -240,12 +255,16 @@ class Runner:
             return None
         return estimate
 
-    async def _worker(self, queue: asyncio.Queue, limiter: RateLimiter, writer: StoreWriter, bar) -> None:
-        while not self.stopping:  # a first Ctrl-C / SIGTERM: finish the calls in flight, start no more
-            try:
-                task: Task = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+    async def _worker(self, queue: asyncio.Queue, limiter: RateLimiter, writer: StoreWriter,
+                      claimer: KeyClaimer, bar) -> None:
+        while (task := await queue.get()) is not None:
+            if self.stopping or self.disk_stopped:  # a first Ctrl-C, or a full disk: start no more calls
+                continue  # drain: the claims of what is left are released at the end
+            if not claimer.owner.valid():
+                self.warnings.append("this run's lease lapsed (no heartbeat written in time): it stopped "
+                                     "calling, so that no other run pays for its keys a second time")
+                self.stopping = True
+                continue
             tally = self.tallies[task.provider.spec.raw]
             estimate = self._over_budget(task)
             if estimate is None:
@@ -253,37 +272,90 @@ class Runner:
                 tally.skipped_budget += 1
                 bar.update(1)
                 continue
+            claimer.started(task.key)
             self.inflight += estimate
             try:
-                try:
-                    prepared = await asyncio.to_thread(self.images.get, task.item)
-                except ImageError as exc:
-                    row = self._row(task, None, (f"image_{exc.reason}", str(exc)))
-                else:
-                    request = CallRequest(
-                        image=prepared.data, mime=prepared.mime, image_sha256=prepared.sha256,
-                        prompt_id=self.prompt.id, prompt_text=self.prompt.text,
-                        modality=task.item.row.modality, structured=self.prompt.structured,
-                    )
-                    outcome = await call_with_retry(task.provider, request, limiter=limiter)
-                    try:
-                        row = self._row(task, outcome, None)
-                    except Exception as exc:  # a bug of ours must not end the run: record it
-                        row = self._row(task, outcome, ("internal_error", scrub(f"{type(exc).__name__}: {exc}")))
+                row = await self._call(task, limiter)
             finally:
                 self.inflight -= estimate
-            self.spent += row.get("cost_usd") or 0.0
-            tally.cost_usd += row.get("cost_usd") or 0.0
-            if row["status"] == "ok" and row.get("cost_usd") is None and not task.provider.local:
-                tally.priced = False
-            if row["status"] == "ok":
-                tally.ok += 1
-                tally.labels[row["label"]] += 1
-            else:
-                tally.errors[row["error_type"]] += 1
-            writer.add(row)
+            self._tally(task, tally, row)
+            try:  # durable in the journal before this worker starts another paid call
+                await asyncio.wrap_future(writer.add(row))
+            except OSError:
+                self.disk_stopped = True  # the writer keeps the row in memory and tries again
+            claimer.added(task.key)
+            if writer.disk_full is not None:
+                self.disk_stopped = True
             bar.update(1)
             bar.set_postfix_str(self._postfix(), refresh=False)
+
+    async def _call(self, task: Task, limiter: RateLimiter) -> dict[str, Any]:
+        try:
+            prepared = await asyncio.to_thread(self.images.get, task.item)
+        except ImageError as exc:
+            return self._row(task, None, (f"image_{exc.reason}", str(exc)))
+        request = CallRequest(
+            image=prepared.data, mime=prepared.mime, image_sha256=prepared.sha256,
+            prompt_id=self.prompt.id, prompt_text=self.prompt.text,
+            modality=task.item.row.modality, structured=self.prompt.structured,
+        )
+        outcome = await call_with_retry(task.provider, request, limiter=limiter)
+        try:
+            return self._row(task, outcome, None)
+        except Exception as exc:  # a bug of ours must not end the run: record it
+            return self._row(task, outcome, ("internal_error", scrub(f"{type(exc).__name__}: {exc}")))
+
+    def _tally(self, task: Task, tally: ModelTally, row: dict[str, Any]) -> None:
+        self.spent += row.get("cost_usd") or 0.0
+        tally.cost_usd += row.get("cost_usd") or 0.0
+        if row["status"] == "ok" and row.get("cost_usd") is None and not task.provider.local:
+            tally.priced = False
+        if row["status"] == "ok":
+            tally.ok += 1
+            tally.labels[row["label"]] += 1
+        else:
+            tally.errors[row["error_type"]] += 1
+
+    async def _feed(self, tasks: list[Task], queue: asyncio.Queue, claimer: KeyClaimer, workers: int,
+                    bar) -> None:
+        """Claim the tasks a few at a time, just before they are called, and queue the ones won.
+        Keys held by another live run are skipped (or, with ``wait_claims``, tried again until
+        their holder finishes them or dies); keys found answered meanwhile count as cached."""
+        chunk = max(8, workers)
+        pending, held = tasks, []
+        while True:
+            for start in range(0, len(pending), chunk):
+                if self.stopping or self.disk_stopped:
+                    break
+                part = pending[start : start + chunk]
+                try:
+                    got = await asyncio.to_thread(claimer.claim, [t.key for t in part])
+                except OSError as exc:  # a full disk cannot take a claim: start no more calls
+                    if not is_disk_full(exc):
+                        raise
+                    self.disk_stopped = True
+                    break
+                won, done = set(got.won), set(got.done)
+                for task in part:
+                    if task.key in won:
+                        await queue.put(task)
+                    elif task.key in done:
+                        tally = self.tallies[task.provider.spec.raw]
+                        tally.pending, tally.cached = tally.pending - 1, tally.cached + 1
+                        bar.update(1)
+                    else:
+                        held.append((task, got.held[task.key]))
+            if not held or not self.wait_claims or self.stopping or self.disk_stopped:
+                break
+            await asyncio.sleep(self.claim_poll_s)
+            pending, held = [t for t, _ in held], []
+        for task, owner_id in held:
+            self.tallies[task.provider.spec.raw].skipped_claimed += 1
+            if owner_id not in self.claimed_by:
+                self.claimed_by[owner_id] = await asyncio.to_thread(claimer.holder, owner_id)
+            bar.update(1)
+        for _ in range(workers):
+            await queue.put(None)
 
     def _postfix(self) -> str:
         ok = sum(t.ok for t in self.tallies.values())
@@ -304,62 +376,95 @@ class Runner:
                     self.tallies[provider.spec.raw].errors[row["error_type"]] += 1
         return messages
 
-    async def execute(self, items: list[ImageItem], tasks: list[Task], writer: StoreWriter) -> None:
+    async def execute(self, items: list[ImageItem], tasks: list[Task], writer: StoreWriter,
+                      claimer: KeyClaimer) -> None:
         for provider in self.providers:  # local detectors see the whole manifest first (by capability)
             if provider.entry.capabilities.local_detector and any(t.provider is provider for t in tasks):
                 await provider.prepare(detector_items(items, self.images))
         bar = progress_bar(len(tasks), "calling models", self.progress)
         bar.set_postfix_str(self._postfix())
-        workers = []
+        jobs = []
         for provider in self.providers:
-            queue: asyncio.Queue = asyncio.Queue()
-            for task in (t for t in tasks if t.provider is provider):
-                queue.put_nowait(task)
+            mine = [t for t in tasks if t.provider is provider]
+            if not mine:
+                continue
+            workers = min(provider.concurrency, len(mine))
+            queue: asyncio.Queue = asyncio.Queue(maxsize=2 * workers)  # claimed just ahead of calling
             limiter = RateLimiter(provider.options.rpm)
-            workers += [
-                asyncio.create_task(self._worker(queue, limiter, writer, bar))
-                for _ in range(min(provider.concurrency, max(1, queue.qsize())))
-            ]
-        flusher = asyncio.create_task(_flush_every(writer, 0.5))
+            jobs.append(asyncio.create_task(self._feed(mine, queue, claimer, workers, bar)))
+            jobs += [asyncio.create_task(self._worker(queue, limiter, writer, claimer, bar)) for _ in range(workers)]
         try:
-            await asyncio.gather(*workers)
+            await asyncio.gather(*jobs)
         finally:
-            flusher.cancel()
-            for worker in workers:
-                worker.cancel()
+            for job in jobs:
+                job.cancel()
             bar.close()
 
     async def run(self, dry_run: bool = False) -> RunResult:
         started = utcnow()
-        result = RunResult(self.run_id, self.tallies, [], dry_run=dry_run, warnings=self.warnings)
-        if dry_run:  # identify and plan only: no call, no row
+        result = RunResult(self.run_id, self.tallies, [], dry_run=dry_run, warnings=self.warnings,
+                           claimed_by=self.claimed_by)
+        if dry_run:  # identify and plan only: no call, no row, no claim
             items = await self.identify()
             self.check_duplicates(items)
             self.estimate(self.plan(items, self._not_to_call(self.store.done_keys())))
             result.image_errors = [str(i.error) for i in items if i.error]
             return result
-        writer = StoreWriter(self.store)
+        owner = self.store.owner("ingest run", self.run_id).start()
+        claimers: list[KeyClaimer] = []  # the writer releases claims once rows are in parts
+        writer = None
         try:
+            self.store.recover(owner)  # what a dead run journaled is in the store before we plan
+            self.store.reserve_run(self.run_id)
+            writer = StoreWriter(self.store, owner=owner,
+                                 on_durable=lambda keys: [c.release(keys) for c in claimers])
+            clock = time.perf_counter()
             items = await self.identify()
+            result.timings["identify_s"] = round(time.perf_counter() - clock, 3)
             self.check_duplicates(items)
+            parts = self.store.part_names()
             con = self.store.connect()  # one snapshot answers both: what is done, and with which truth
             done = {key for (key,) in con.execute("SELECT key FROM results").fetchall()}
             tasks = self.plan(items, self._not_to_call(done))
             self.check_stored_truth(items, set(self._cached_sha) & done, con)
+            claimers.append(KeyClaimer(self.store, owner, parts))
             result.image_errors = self.record_image_errors(items, writer)
-            if self.batch is not None:
-                result.batches = await self.batch(self, tasks, writer)
+            result.timings["plan_s"] = round(time.perf_counter() - clock - result.timings["identify_s"], 3)
+            clock = time.perf_counter()
+            if self.batch is not None:  # --batch: the provider batch APIs answer the planned calls
+                result.batches = await self.batch(self, tasks, writer, claimers[0])
             else:
-                await self.execute(items, tasks, writer)
+                await self.execute(items, tasks, writer, claimers[0])
+            result.timings["calls_s"] = round(time.perf_counter() - clock, 3)
         except asyncio.CancelledError:
             result.interrupted = True
         finally:
-            writer.close()
+            clock = time.perf_counter()
+            self._finish(result, writer, claimers)
+            result.timings["close_s"] = round(time.perf_counter() - clock, 3)
+            result.timings["images_prepared"] = self.images.prepared
             for provider in self.providers:
                 await provider.aclose()
-            result.budget_stopped = self.budget_stopped
-            self.store.write_run(self.run_id, self._run_record(started, result))
+            try:
+                self.store.write_run(self.run_id, self._run_record(started, result))
+            except OSError as exc:
+                result.warnings.append(f"the run record could not be written ({exc})")
+            owner.stop()
         return result
+
+    def _finish(self, result: RunResult, writer: StoreWriter | None, claimers: list[KeyClaimer]) -> None:
+        """Release the claims not called, close the writer (keeping in the journal what the disk
+        could not take), and say so in the result."""
+        for claimer in claimers:
+            claimer.release_unused()
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as exc:
+                result.disk_full = str(exc)
+        if self.disk_stopped and result.disk_full is None:
+            result.disk_full = "the disk filled up: the run stopped starting calls; every answer was written"
+        result.budget_stopped = self.budget_stopped
 
     def _run_record(self, started, result: RunResult) -> dict[str, Any]:
         return self.run_meta | {
@@ -367,21 +472,16 @@ class Runner:
             "finished_at": utcnow().isoformat(), "prompt_id": self.prompt.id,
             "prompt_sha256": self.prompt.sha256, "repeats": self.repeats,
             "prep": self.prep.as_params(), "interrupted": result.interrupted,
-            "budget_usd": self.budget_usd, "budget_stopped": result.budget_stopped, "batches": result.batches,
+            "budget_usd": self.budget_usd, "budget_stopped": result.budget_stopped,
+            "disk_full": result.disk_full, "timings": result.timings, "batches": result.batches,
+            "claimed_by_other_runs": {k: h.describe() for k, h in result.claimed_by.items()},
             "models": {
                 name: {"params": p.params(), "pending": t.pending, "cached": t.cached, "ok": t.ok,
                        "errors": dict(t.errors), "labels": dict(t.labels), "cost_usd": t.cost_usd,
-                       "skipped_budget": t.skipped_budget}
+                       "skipped_budget": t.skipped_budget, "skipped_claimed": t.skipped_claimed}
                 for (name, t), p in zip(self.tallies.items(), self.providers, strict=True)
             },
         }
-
-
-async def _flush_every(writer: StoreWriter, seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        if writer.pending:
-            await asyncio.to_thread(writer.flush)
 
 
 def run_with_signals(runner: Runner, dry_run: bool = False, grace_s: float = 15.0) -> RunResult:

@@ -27,7 +27,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 #: url path -> (title shown on the page)
 PAGES = {"": "Overview", "confusion": "Confusion matrices", "gallery": "Gallery", "compare": "Compare two models",
-         "runs": "Runs & errors", "quality": "Interpretation quality"}
+         "runs": "Runs & errors", "quality": "Interpretation quality", "review": "Review labels",
+         "reader": "Reader study"}
 
 
 def browser_missing() -> str | None:
@@ -107,13 +108,14 @@ def chromium(viewport: tuple[int, int] = (1400, 2400)) -> Iterator[Any]:
             browser.close()
 
 
-#: every dataframe has drawn (glide fills an accessibility <table> when it paints), every plotly chart
-#: has its SVG, every image has loaded, and nothing is stale
+#: every visible dataframe has drawn (glide fills an accessibility <table> when it paints; one in a closed
+#: expander never paints), every plotly chart has its SVG, every image has loaded, and nothing is stale
 RENDERED = """() => {
   const all = (sel) => Array.from(document.querySelectorAll(sel));
+  const frames = all('[data-testid="stDataFrame"]').filter((f) => f.checkVisibility());
   return all('[data-stale="true"]').length === 0
-    && all('[data-testid="stDataFrame"] table').length === all('[data-testid="stDataFrame"]').length
-    && all('[data-testid="stDataFrame"] table').every(
+    && frames.every((f) => f.querySelector('table'))
+    && frames.map((f) => f.querySelector('table')).every(
          (t) => t.querySelector('td[id^="glide-cell"]') || t.getAttribute('aria-rowcount') === '1')
     && all('[data-testid="stPlotlyChart"]').every((c) => c.querySelector('.main-svg'))
     && all('img').every((i) => i.complete);

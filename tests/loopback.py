@@ -422,8 +422,8 @@ def make_request(
 #: waits or None). Provider test modules add their own (status codes and messages) to these.
 TRANSPORT_FAULTS: list[tuple] = [
     ([("status", 500), ("status", 503)], {}, "ok", 3, None),
-    ([("sleep", 1.5)], {"timeout_s": 0.3}, "ok", 2, None),
-    ([("sleep", 1.5)] * 2, {"timeout_s": 0.3, "max_attempts": 2}, "timeout", 2, None),
+    ([("sleep", 4.0)], {"timeout_s": 1.5}, "ok", 2, None),  # generous: a loaded machine answers late
+    ([("sleep", 4.0)] * 2, {"timeout_s": 1.5, "max_attempts": 2}, "timeout", 2, None),
     ([("malformed",)], {}, "ok", 2, None),
     ([("malformed",)] * 2, {"max_attempts": 2}, "malformed_reply", 2, None),
     ([("drop",)], {}, "ok", 2, None),

@@ -50,11 +50,13 @@ def cli(*args: str, env: dict | None = None, check: bool = True, timeout: float 
 
 
 def store_rows(store: Path, where: str = "true") -> list[dict]:
-    con = duckdb.connect()
-    glob = str(store / "responses" / "**" / "*.parquet")
-    if not list((store / "responses").glob("*.parquet")):
+    from cache.store import Store
+
+    parts = [str(p) for p in Store(store).part_paths()]  # the parts holding rows (see cache.store)
+    if not parts:
         return []
-    cur = con.execute(f"SELECT * FROM read_parquet('{glob}', union_by_name=true) WHERE {where}")
+    con = duckdb.connect()
+    cur = con.execute(f"SELECT * FROM read_parquet($parts, union_by_name=true) WHERE {where}", {"parts": parts})
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 

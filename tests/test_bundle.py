@@ -119,7 +119,8 @@ def test_import_deduplicates_by_key(tmp_path: Path) -> None:
     target.append([_row("a", label="real"), _row("b", label="real")])
     export_bundle(source, tmp_path / "b.zip")
     counts = import_bundle(tmp_path / "b.zip", target)
-    assert counts | {} == {"rows": 6, "added_ok": 2, "added_error": 1, "skipped": 3, "thumbs": 0, "runs": 0}
+    assert counts == {"rows": 6, "added_ok": 2, "added_error": 1, "skipped": 3, "thumbs": 0, "runs": 0,
+                      "readings": 0, "grades": 0}
     rows = store_rows(target.root)
     labels = {(r["image_path"], r["status"]): r["label"] for r in rows}
     assert labels[("fundus/real/a.png", "ok")] == "real", "the target's own answer is kept"
@@ -209,3 +210,38 @@ def test_export_of_nothing_exits_2(fixture_store: Store, tmp_path: Path) -> None
     proc = cli("cache", "export", str(tmp_path / "x.zip"), "--model", "nobody", "--store", str(fixture_store.root),
                check=False)
     assert proc.returncode == 2 and "no rows match" in proc.stderr and not (tmp_path / "x.zip").exists()
+
+
+def test_bundles_carry_readings_judge_answers_and_grades(fixture_store: Store, tmp_path: Path) -> None:
+    """A reviewer's label, a judge's answer and a grader's rating travel with the answers they are
+    about (the judge row although its own model is not in the --model selection), and importing the
+    bundle twice adds them once."""
+    con = fixture_store.connect()
+    (key, image, truth), (key2, image2, _truth2) = con.execute(
+        "SELECT key, image_sha256, truth FROM results WHERE model = ? AND modality = 'fundus' ORDER BY key "
+        "LIMIT 2", [MODEL_A]).fetchall()
+    flipped = "real" if truth == "synthetic" else "synthetic"
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    fixture_store.append([{"reading_id": "rev-1", "key": key, "created_at": now, "authority": "reviewer",
+                           "label": flipped, "made_by": "dr-ada", "note": "checked"}], "readings")
+    fixture_store.append([{"grade_id": "g-1", "key": key, "created_at": now, "grader": "dr-bo", "correctness": 4,
+                           "specificity": 2, "hallucinated": False, "hallucination_count": 0}], "grades")
+    fixture_store.append([{"key": "judge-key-1", "run_id": "judge-run", "created_at": now, "provider": "openai",
+                           "model": "openai:gpt-4o-mini", "prompt_id": "judge", "image_sha256": image2,
+                           "modality": "fundus", "truth": truth, "repeat": 0, "status": "ok", "task": "judge",
+                           "target_key": key2, "label": "uncertain", "raw_text": '{"label": "uncertain"}'}])
+    before = Store(fixture_store.root).connect().execute(
+        "SELECT key, label, label_source FROM results ORDER BY key").fetchall()
+    manifest = export_bundle(fixture_store, tmp_path / "b.zip", Filters(model=[MODEL_A]))
+    assert manifest["side_rows"] == {"readings": 1, "grades": 1}
+    target = Store(tmp_path / "target")
+    first = import_bundle(tmp_path / "b.zip", target)
+    assert (first["readings"], first["grades"]) == (1, 1)
+    again = import_bundle(tmp_path / "b.zip", target)
+    assert (again["readings"], again["grades"], again["added_ok"]) == (0, 0, 0)
+    after = target.connect()
+    labels = dict((k, (label, source)) for k, label, source in after.execute(
+        "SELECT key, label, label_source FROM results").fetchall())
+    assert labels[key] == (flipped, "reviewer") and labels[key2] == ("uncertain", "judge")
+    assert {k: v for k, v in labels.items()} == {k: (label, source) for k, label, source in before if k in labels}
+    assert after.execute("SELECT grader, correctness FROM grades").fetchall() == [("dr-bo", 4)]

@@ -33,6 +33,8 @@ KEY_TEXT = {
     "compare": ["McNemar exact p", "0.227", "Per modality"],
     "runs": ["Errors by model and type", "Cost per run (USD)", "Run provenance"],
     "quality": ["Interpretation quality", "names a finding"],
+    "review": ["Nothing to review here.", "Parser vs judge"],
+    "reader": ["No reader study in this store yet."],
 }
 #: url path -> values that must appear in the first table drawn on the page
 KEY_CELLS = {"": "0.583 [0.320, 0.807]", "runs": "429 Too Many Requests: retry after 20 s", "quality": "0.3846"}
@@ -127,6 +129,9 @@ def test_downloads_deliver_csv_latex_and_png(app, tmp_path):
     page.goto(server.url)
     wait_idle(page, "Overview")
     buttons = page.locator('[data-testid="stMain"] [data-testid="stDownloadButton"]')
+    rows = {label: buttons.get_by_role("button", name=label, exact=True).first.bounding_box()["y"]
+            for label in ("CSV", "LaTeX", "Markdown")}
+    assert max(rows.values()) - min(rows.values()) < 2, rows  # the table's downloads sit on one row
     files = {}
     for label in ("CSV", "LaTeX", "PNG"):
         with page.expect_download(timeout=60_000) as download:
@@ -135,7 +140,8 @@ def test_downloads_deliver_csv_latex_and_png(app, tmp_path):
         download.value.save_as(target)
         files[label] = target
     assert files["CSV"].name == "medlens-overview.csv"
-    assert files["CSV"].read_text().splitlines()[0].startswith("model,modality,prompt_id,accuracy_ci,n,")
+    header = files["CSV"].read_text().splitlines()[0]
+    assert header.startswith("model,modality,prompt_id,accuracy_ci,n,") and "specificity_ci_high" in header
     assert r"0.583 [0.320, 0.807]" in files["LaTeX"].read_text()
     if files["PNG"].read_bytes()[:4] != b"\x89PNG":
         pytest.fail(f"PNG export returned {files['PNG'].read_bytes()[:200]!r}")

@@ -38,9 +38,9 @@ def new_rows(fx, part: int) -> list[dict]:
 
 
 def new_model_n(at: AppTest) -> int:
-    frames = [d.value for d in at.dataframe if "accuracy_ci" in d.value.columns]
+    frames = [d.value for d in at.dataframe if "Accuracy [95% CI]" in d.value.columns]
     df = frames[0]
-    return int(df[df["model"] == NEW_MODEL]["n"].sum())
+    return int(df[df["Model"] == NEW_MODEL]["n"].sum())
 
 
 def test_pages_rerun_while_parts_are_appended_and_compacted(tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ against cache.metrics, which the CLI (`python -m cache metrics --json`) uses too
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -63,35 +62,52 @@ def charts(at: AppTest) -> list[dict]:
 
 
 # -- Overview ----------------------------------------------------------------------------------------
-def test_overview_metrics_match_hand_counts_and_cache_metrics(open_app, fx):
+def test_overview_table_reads_like_a_papers_table(open_app, fx):
     at = open_app()
-    df = frame(at, "accuracy_ci")
+    df = frame(at, "Accuracy [95% CI]")
+    assert list(df.columns) == ["Model", "Modality", "Prompt", "n", "Coverage", "Accuracy [95% CI]", "Sensitivity",
+                                "Specificity", "Abstained", "Errors", "Cost"]
     assert len(df) == 5  # A fundus paper, A fundus brief, A chest, B fundus, B chest
     # A, fundus, paper: real -> real x3, synthetic, uncertain, refused; synthetic -> synthetic x4, real,
-    # unparseable. correct = 3 + 4 = 7 of 12; answered 9; one open error (r7).
-    a = row(df, model=MODEL_A, modality="fundus", prompt_id="paper")
-    assert (a["n"], a["answered"], a["uncertain"], a["refused"], a["unparseable"], a["errors"]) == (12, 9, 1, 1, 1, 1)
-    assert a["accuracy"] == pytest.approx(7 / 12)
-    assert a["coverage"] == pytest.approx(0.75)
-    assert a["accuracy_answered"] == pytest.approx(7 / 9)
-    assert a["sensitivity"] == pytest.approx(4 / 5) and a["specificity"] == pytest.approx(3 / 4)
-    assert (a["accuracy_ci_low"], a["accuracy_ci_high"]) == pytest.approx((0.3195, 0.8067), abs=1e-4)
-    assert (a["accuracy_ci_low"], a["accuracy_ci_high"]) == pytest.approx(wilson(7, 12))
-    assert a["accuracy_ci"] == "0.583 [0.320, 0.807]"
-    assert (a["input_tokens"], a["output_tokens"], a["mean_latency_ms"]) == (9600, 1200, 1200.0)
-    assert a["cost_usd"] == pytest.approx(0.12)
+    # unparseable. correct = 3 + 4 = 7 of 12; answered 9; abstained 3; one open error (r7).
+    a = row(df, Model=MODEL_A, Modality="fundus", Prompt="paper")
+    assert (a["n"], a["Abstained"], a["Errors"]) == (12, 3, 1)
+    assert a["Accuracy [95% CI]"] == "0.583 [0.320, 0.807]"  # 7/12, Wilson (0.3195, 0.8067)
+    assert (a["Coverage"], a["Sensitivity"], a["Specificity"], a["Cost"]) == ("0.750", "0.800", "0.750", "$0.1200")
     # B, chest: correct r1-r4, s1, s6 = 6 of 12; s5 refused; one open error (s7)
-    b = row(df, model=MODEL_B, modality="chest_xray")
-    assert (b["n"], b["answered"], b["refused"], b["errors"]) == (12, 11, 1, 1)
-    assert b["accuracy"] == pytest.approx(0.5)
-    # every number equals cache.metrics.group_metrics
+    b = row(df, Model=MODEL_B, Modality="chest_xray")
+    assert (b["n"], b["Abstained"], b["Errors"], b["Accuracy [95% CI]"]) == (12, 1, 1, "0.500 [0.254, 0.746]")
+    # A fundus brief: r1 real -> real, s1 -> uncertain: no synthetic image answered, sensitivity undefined
+    assert row(df, Model=MODEL_A, Prompt="brief")["Sensitivity"] == "–"
+    # one interval column on screen: no other cell holds a bracketed interval
+    assert not df.drop(columns="Accuracy [95% CI]").astype(str).apply(lambda col: col.str.contains(r"\[")).any().any()
+    # every number equals cache.metrics (the CLI's `metrics --json`)
+    for g in group_metrics(Store(fx.root).connect()):
+        shown = row(df, Model=g["model"], Modality=g["modality"], Prompt=g["prompt_id"])
+        assert shown["n"] == g["n"] and shown["Errors"] == g["errors"]
+        assert shown["Coverage"] == f"{g['coverage']:.3f}"
+
+
+def test_overview_csv_keeps_every_field_equal_to_cache_metrics(fx):
+    from dashboard.tabs.overview import overview_frame
+
     expected = group_metrics(Store(fx.root).connect())
-    for g in expected:
-        shown = row(df, model=g["model"], modality=g["modality"], prompt_id=g["prompt_id"])
-        for key in ("n", "answered", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "sensitivity",
-                    "specificity", "uncertain", "refused", "unparseable", "errors"):
-            want = math.nan if g[key] is None else g[key]  # undefined rates show as empty cells
-            assert shown[key] == pytest.approx(want, nan_ok=True), key
+    csv = overview_frame(expected)
+    assert set(expected[0]) <= set(csv.columns)  # every field of cache.metrics (the CLI's --json)
+    assert list(csv.columns[:5]) == ["model", "modality", "prompt_id", "accuracy_ci", "n"]
+    a = row(csv, model=MODEL_A, modality="fundus", prompt_id="paper")
+    assert (a["n"], a["answered"], a["uncertain"], a["refused"], a["unparseable"], a["errors"]) == (12, 9, 1, 1, 1, 1)
+    assert (a["accuracy_ci_low"], a["accuracy_ci_high"]) == pytest.approx(wilson(7, 12))
+    assert (a["sensitivity_ci_low"], a["sensitivity_ci_high"]) == pytest.approx(wilson(4, 5))
+    assert a["accuracy_answered"] == pytest.approx(7 / 9)
+    assert (a["input_tokens"], a["output_tokens"], a["mean_latency_ms"]) == (9600, 1200, 1200.0)
+
+
+def test_overview_says_who_set_the_labels(open_app):
+    at = open_app()
+    # 48 paper answers + 2 brief ones, all read by the parser at ingest time (no reading in this store)
+    assert "All 50 labels read from the answer by the parser." in [c.value for c in at.caption]
+    assert [b.label for b in at.get("download_button")][:3] == ["CSV", "LaTeX", "Markdown"]
 
 
 def test_overview_chart_and_source_breakdown(open_app):
@@ -115,12 +131,12 @@ def test_overview_chart_and_source_breakdown(open_app):
 
 def test_filters_come_from_the_url_and_go_back_into_it(open_app):
     at = open_app(model=MODEL_A, modality="fundus")
-    df = frame(at, "accuracy_ci")
-    assert sorted(df["prompt_id"]) == ["brief", "paper"] and set(df["model"]) == {MODEL_A}
+    df = frame(at, "Accuracy [95% CI]")
+    assert sorted(df["Prompt"]) == ["brief", "paper"] and set(df["Model"]) == {MODEL_A}
     assert at.multiselect(key="sidebar_model").value == [MODEL_A]
     at.multiselect(key="sidebar_prompt").select("paper").run()
     assert at.query_params["prompt"] == "paper" and at.query_params["model"] == MODEL_A
-    assert len(frame(at, "accuracy_ci")) == 1
+    assert len(frame(at, "Accuracy [95% CI]")) == 1
     at.multiselect(key="sidebar_model").unselect(MODEL_A).run()
     assert "model" not in at.query_params
 
@@ -168,9 +184,10 @@ def test_confusion_equals_cli_metrics_json(open_app, fx):
         assert (count("synthetic", "synthetic"), count("synthetic", "real")) == (g["tp"], g["fn"])
         assert (count("real", "synthetic"), count("real", "real")) == (g["fp"], g["tn"])
     assert (cli[(MODEL_A, "fundus")]["tp"], cli[(MODEL_A, "fundus")]["tn"]) == (4, 3)
-    overview = frame(open_app(prompt="paper"), "accuracy_ci")
+    overview = frame(open_app(prompt="paper"), "Accuracy [95% CI]")
     for (model, modality), g in cli.items():
-        assert row(overview, model=model, modality=modality)["accuracy"] == pytest.approx(g["accuracy"])
+        shown = row(overview, Model=model, Modality=modality)["Accuracy [95% CI]"]
+        assert shown.startswith(f"{g['accuracy']:.3f} [{g['accuracy_ci_low']:.3f}, ")
 
 
 # -- Gallery ------------------------------------------------------------------------------------------
@@ -320,8 +337,8 @@ def test_empty_store_explains_how_to_fill_it_and_refresh_picks_up_rows(tmp_path,
     Store(root).append(fx.rows)
     at.button(key="sidebar_refresh").click().run()
     assert not at.exception
-    df = frame(at, "accuracy_ci")
-    assert row(df, model=MODEL_A, modality="fundus", prompt_id="paper")["accuracy"] == pytest.approx(7 / 12)
+    df = frame(at, "Accuracy [95% CI]")
+    assert row(df, Model=MODEL_A, Modality="fundus", Prompt="paper")["Accuracy [95% CI]"].startswith("0.583 ")
     assert df["n"].sum() == 50  # 12 * 4 + 2 (brief); superseded row and errors not counted
 
 
@@ -342,8 +359,8 @@ def test_a_bundle_zip_opens_like_its_store_and_a_bad_one_says_why(tmp_path, monk
     monkeypatch.setenv("MEDLENS_STORE", str(zip_path))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
-    df = frame(at, "accuracy_ci")
-    assert row(df, model=MODEL_A, modality="fundus", prompt_id="paper")["accuracy_ci"] == "0.583 [0.320, 0.807]"
+    df = frame(at, "Accuracy [95% CI]")
+    assert row(df, Model=MODEL_A, Modality="fundus", Prompt="paper")["Accuracy [95% CI]"] == "0.583 [0.320, 0.807]"
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
     monkeypatch.setenv("MEDLENS_STORE", str(broken))
@@ -377,3 +394,31 @@ def test_demo_store_says_what_it_holds_and_audit_confounds_are_shown(tmp_path, m
     monkeypatch.setenv("MEDLENS_STORE", str(fx.root))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not any("Demo store" in i.value for i in at.info), "a research store shows no demo notice"
+
+
+# -- Charts without data -------------------------------------------------------------------------------
+def test_charts_without_data_become_one_sentence(tmp_path, monkeypatch, fx):
+    errors_only = tmp_path / "errors"
+    Store(errors_only).append([r for r in fx.rows if r["status"] == "error"])
+    monkeypatch.setenv("MEDLENS_STORE", str(errors_only))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert frame(at, "Accuracy [95% CI]")["n"].tolist() == [0, 0]  # two models' open errors, no answer
+    assert not at.get("plotly_chart")  # neither the accuracy bars nor the source heatmap: empty axes
+    assert sum(i.value.startswith("No chart: no image under these filters has an answer") for i in at.info) == 2
+    unpriced = tmp_path / "unpriced"  # a local detector: every cost is 0 (the demo's baseline)
+    Store(unpriced).append([r | {"cost_usd": 0.0} if r["status"] == "ok" else r for r in fx.rows])
+    monkeypatch.setenv("MEDLENS_STORE", str(unpriced))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.switch_page("tabs/runs.py")
+    at.run()
+    assert not at.exception
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert not any(t.startswith("Cost per run") for t in titles) and len(titles) == 2  # latency box + histogram
+    assert any(i.value.startswith("No cost chart: nothing in these runs was priced") for i in at.info)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update({"truth": "synthetic", "metric": "specificity"})
+    monkeypatch.setenv("MEDLENS_STORE", str(fx.root))
+    at.run()
+    assert [c["layout"]["title"]["text"] for c in charts(at)][0] != "Specificity (95% Wilson CI)"
+    assert any("specificity is undefined for every group here (no real images answered)" in i.value for i in at.info)

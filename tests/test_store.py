@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,18 +39,18 @@ def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path)
     seen: dict = {}
-    real_replace = os.replace
+    real_link = os.link
 
-    def spying_replace(src, dst) -> None:  # the moment just before the part becomes visible
+    def spying_link(src, dst) -> None:  # the moment just before the part becomes visible
         src, dst = Path(src), Path(dst)
         seen["tmp"], seen["final"] = src, dst
         seen["tmp_matches_glob"] = src in set(store.responses_dir.glob("**/*.parquet"))
         seen["parts_visible"] = store.part_paths()
         seen["reader_rows"] = store.connect().execute("SELECT count(*) FROM responses").fetchone()[0]
-        seen["tmp_rows"] = pq.read_table(src).num_rows  # complete (and fsynced) before the rename
-        real_replace(src, dst)
+        seen["tmp_rows"] = pq.read_table(src).num_rows  # complete (and fsynced) before the link
+        real_link(src, dst)
 
-    monkeypatch.setattr(os, "replace", spying_replace)
+    monkeypatch.setattr(os, "link", spying_link)
     path = store.append([row(1), row(2, status="error", error_type="timeout")])
     monkeypatch.undo()
     assert seen["final"] == path and seen["tmp"].parent == store.responses_dir
@@ -64,6 +64,15 @@ def test_parts_are_atomic_typed_and_outside_glob_while_written(tmp_path: Path,
     assert table.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
     with pytest.raises(ValueError, match="unknown responses column"):
         store.append([dict(row(3), api_key="secret")])
+    writer = StoreWriter(store, flush_seconds=3600)
+    writer.add(row(4))
+    writer.add(dict(row(5), api_key="secret"))
+    with pytest.raises(ValueError, match="1 row.*unknown responses column"):
+        writer.close()
+    assert "k4" in {k for (k,) in store.connect().execute("SELECT key FROM responses").fetchall()}
+    assert not store.storage.put_if_absent(path.relative_to(store.root).as_posix(), b"x"), "create-if-absent"
+    assert pq.read_table(path).num_rows == 2
+
 
 
 def test_failures_image_error_closed_by_ok_row_for_same_image(tmp_path: Path) -> None:
@@ -103,16 +112,32 @@ def test_empty_store_has_views(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM results").fetchone() == (0,)
 
 
-def test_writer_flushes_on_interval_and_close(tmp_path: Path) -> None:
+def _wait_for(predicate, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_writer_journals_at_once_and_flushes_on_interval_and_close(tmp_path: Path) -> None:
     store = Store(tmp_path)
     writer = StoreWriter(store, flush_seconds=0.0)
-    writer.add(row(1))
-    assert len(store.part_paths()) == 1, "a due flush writes at once"
+    started = time.perf_counter()
+    future = writer.add(row(1))
+    assert time.perf_counter() - started < 0.05, "add only queues: no write on the caller's thread"
+    future.result(timeout=10)  # durable in the journal
+    assert _wait_for(lambda: len(store.part_paths()) == 1), "a due flush writes soon, on the writer's thread"
+    writer.close()
     writer = StoreWriter(store, flush_seconds=3600)
     with writer:
-        writer.add(row(2))
-        assert writer.pending == 1
+        writer.add(row(2)).result(timeout=10)
+        assert writer.pending == 1 and len(store.part_paths()) == 1
+        journal = store.root / writer.journal.folder
+        segments = list(journal.glob("*.log"))
+        assert len(segments) == 1 and segments[0].stat().st_mode & 0o777 == 0o600
     assert writer.pending == 0 and len(store.part_paths()) == 2
+    assert not journal.exists(), "the journal goes once every row is in a part"
+    assert sorted(k for (k,) in store.connect().execute("SELECT key FROM responses").fetchall()) == ["k1", "k2"]
 
 
 def test_compact_merges_and_keeps_every_row(tmp_path: Path) -> None:
@@ -158,7 +183,7 @@ def test_results_view_equals_a_plain_window_dedup(tmp_path: Path) -> None:
             store.append(rows)  # every key now has duplicate ok rows
 
 
-def _disk_full(self, rows) -> None:
+def _disk_full(self, *args) -> None:
     raise OSError(28, "No space left on device")
 
 
@@ -167,7 +192,7 @@ def test_writer_flush_failure_keeps_rows_in_order(tmp_path: Path, monkeypatch: p
     writer = StoreWriter(store, flush_seconds=3600)
     writer.add(row(1))
     writer.add(row(2))
-    monkeypatch.setattr(Store, "append", _disk_full)
+    monkeypatch.setattr(Store, "put_part", _disk_full)
     with pytest.raises(OSError, match="No space left"):
         writer.flush()
     assert writer.pending == 2 and writer.rows_written == 0
@@ -176,37 +201,39 @@ def test_writer_flush_failure_keeps_rows_in_order(tmp_path: Path, monkeypatch: p
     assert writer.flush() == 3 and writer.pending == 0
     keys = [r[0] for r in store.connect().execute("SELECT key FROM responses").fetchall()]
     assert keys == ["k1", "k2", "k3"], "nothing lost, order kept"
+    writer.close()
 
 
-def test_writer_close_rescues_pending_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writer_close_keeps_rows_in_the_journal_and_the_next_command_folds_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path / "store")
-    monkeypatch.setattr(Store, "append", _disk_full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(Store, "put_part", _disk_full)
     writer = StoreWriter(store, flush_seconds=3600)
     with pytest.raises(OSError) as info, writer:
         writer.add(row(1, label="synthetic"))
         writer.add(row(2, status="error", error_type="timeout"))
+    monkeypatch.undo()
     message = str(info.value)
-    rescue = next(store.root.glob("rescue-*.jsonl"))
-    assert str(rescue) in message and "No space left on device" in message and "2 row(s)" in message
-    lines = [json.loads(line) for line in rescue.read_text().splitlines()]
-    assert [r["key"] for r in lines] == ["k1", "k2"] and lines[0]["label"] == "synthetic"
-    assert lines[0]["created_at"].startswith("2026-11-01")
-    assert writer.pending == 0
+    journal = store.root / "journal" / writer.owner.owner_id
+    assert str(journal) in message and "No space left on device" in message and "2 row(s)" in message
+    assert "mode 0600" in message and "without calling again" in message
+    assert [p.stat().st_mode & 0o777 for p in journal.glob("*.log")] == [0o600]
+    assert not list((tmp_path / "tmp").iterdir()), "never the system temp folder"
+    assert writer.pending == 2 and store.part_paths() == []
+    with store.owner("test") as owner:  # the writer's owner stopped: it is dead, its journal is folded
+        assert store.recover(owner) == 2
+        assert store.recover(owner) == 0, "folded once"
+    rows = store.connect().execute("SELECT key, label FROM responses ORDER BY key").fetchall()
+    assert rows == [("k1", "synthetic"), ("k2", None)] and not journal.exists()
 
 
-def test_writer_close_rescue_falls_back_to_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_room_for_the_journal_fails_before_any_row(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    store.root.write_text("not a folder")  # the store folder cannot take the rescue file either
-    monkeypatch.setattr(Store, "append", _disk_full)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    writer = StoreWriter(store, flush_seconds=3600)
-    writer.add(row(1))
-    with pytest.raises(OSError, match="kept in") as info:
-        writer.close()
-    rescue = next((tmp_path / "tmp").glob("rescue-*.jsonl"))
-    assert str(rescue) in str(info.value)
-    assert json.loads(rescue.read_text())["key"] == "k1"
+    store.root.write_text("not a folder")  # the store cannot take a journal
+    with pytest.raises(OSError):
+        StoreWriter(store, flush_seconds=3600)
 
 
 def test_a_connection_is_a_snapshot_of_the_parts_it_was_made_over(tmp_path: Path) -> None:
@@ -218,3 +245,25 @@ def test_a_connection_is_a_snapshot_of_the_parts_it_was_made_over(tmp_path: Path
     new = store.connect()
     assert dict(new.execute("SELECT key, label FROM results").fetchall()) == {
         "k1": "synthetic", "k2": "real", "k3": "real"}
+
+
+def test_journal_survives_a_torn_tail_and_reserves_space_ahead(tmp_path: Path) -> None:
+    from cache.journal import Journal, encode_frame, read_segment, segment_name
+    from cache.leases import new_owner_id
+    from cache.store import rows_to_table
+
+    store = Store(tmp_path)
+    journal = Journal(store.storage, new_owner_id(), reserve=1 << 16, headroom=1 << 12)
+    journal.append(rows_to_table([row(1)]))
+    journal.append(rows_to_table([row(2, label="synthetic")]))
+    name = segment_name(journal.owner_id, 1)
+    path = store.root / name
+    assert path.stat().st_size == 1 << 16, "space reserved ahead (zeros the reader stops at)"
+    table = read_segment(store.storage, name)
+    assert table.column("key").to_pylist() == ["k1", "k2"] and table.column("label").to_pylist() == ["real", "synthetic"]
+    first = len(encode_frame(rows_to_table([row(1)])))
+    data = path.read_bytes()
+    path.write_bytes(data[: first + 40])  # killed while writing the second group
+    assert read_segment(store.storage, name).column("key").to_pylist() == ["k1"]
+    path.write_bytes(data[:first] + b"MLJ1" + data[first + 4 : first + 60] + b"\xff" * 64)  # bad CRC
+    assert read_segment(store.storage, name).column("key").to_pylist() == ["k1"]

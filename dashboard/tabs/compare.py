@@ -38,6 +38,18 @@ def _pick_models(models: list[str]) -> tuple[str, str]:
     return model_a, model_b
 
 
+def _cross_prompts(by_model: dict[str, list[str]], model_a: str, model_b: str) -> tuple[str, str] | None:
+    """None when the two models share a prompt (pairs keep the prompt); else the prompt of each side to
+    pair (picked on the page when a side has more than one)."""
+    mine, theirs = by_model.get(model_a, []), by_model.get(model_b, [])
+    if set(mine) & set(theirs) or not mine or not theirs:
+        return None
+    left, right = st.columns(2)
+    prompt_a = left.selectbox("Prompt of A", mine, key="compare_prompt_a") if len(mine) > 1 else mine[0]
+    prompt_b = right.selectbox("Prompt of B", theirs, key="compare_prompt_b") if len(theirs) > 1 else theirs[0]
+    return prompt_a, prompt_b
+
+
 def render() -> None:
     ctx = get_context()
     st.title("Compare two models")
@@ -50,10 +62,19 @@ def render() -> None:
         st.warning("Pick two different models.")
         return
     filters = qf.without(ctx.filters, "model", "outcome")
-    ui.filters_note(qf.describe(filters), " (the model and outcome filters do not apply here). Pairs: the same "
-                    "image, prompt and repeat answered by both models (latest ok answers). McNemar's exact test "
-                    "uses the images exactly one model got right; kappa compares the five labels.")
-    result = queries.compare(ctx.root, ctx.signature, model_a, model_b, filters)
+    prompts = _cross_prompts(queries.model_prompts(ctx.root, ctx.signature), model_a, model_b)
+    if prompts is None:
+        ui.filters_note(qf.describe(filters), " (the model and outcome filters do not apply here). Pairs: the "
+                        "same image, prompt and repeat answered by both models (latest ok answers). McNemar's exact "
+                        "test uses the images exactly one model got right; kappa compares the five labels.")
+    else:
+        filters = qf.without(filters, "prompt_id")
+        ui.filters_note(qf.describe(filters), " (the model, prompt and outcome filters do not apply here). The two "
+                        "answered different prompts (a reader's instructions are not a model's prompt): pairs are "
+                        f"the same image and repeat, A under {ui.literal(prompts[0])} and B under "
+                        f"{ui.literal(prompts[1])}. McNemar's exact test uses the images exactly one got right; "
+                        "kappa compares the five labels.")
+    result = queries.compare(ctx.root, ctx.signature, model_a, model_b, filters, prompts=prompts)
     if result["n_pairs"] == 0:
         st.warning("The two models have no images in common under these filters.")
         return

@@ -40,7 +40,10 @@ def render() -> None:
     ui.table(df, "medlens-interpretation-quality", key="quality_table",
              column_config={"finding_share": rate, "hedge_share": rate,
                             "mean_chars": st.column_config.NumberColumn(format="%.0f")})
-    ui.figure(figures.quality_bars(df.to_dict("records")), "medlens-interpretation-quality", key="quality_chart")
+    if df["with_text"].sum() > 0:
+        ui.figure(figures.quality_bars(df.to_dict("records")), "medlens-interpretation-quality", key="quality_chart")
+    else:
+        st.info("No chart: none of these answers has an interpretation text.")
 
     if st.toggle("Count each finding", key="quality_terms", help="One column per finding of the vocabulary."):
         for modality in sorted(df["modality"].unique()):

@@ -32,6 +32,11 @@ def provenance_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return df.dropna(axis=1, how="all")
 
 
+def priced(costs: pd.DataFrame) -> bool:
+    """Whether any run cost something (a chart of zeros or NULLs is an empty axis from -1 to 1)."""
+    return bool(costs["cost_usd"].fillna(0).gt(0).any()) if "cost_usd" in costs else False
+
+
 def render() -> None:
     ctx = get_context()
     filters = qf.without(ctx.filters, "outcome")
@@ -53,8 +58,11 @@ def render() -> None:
     costs = queries.run_costs(ctx.root, ctx.signature, filters)
     ui.table(costs, "medlens-run-costs", key="runs_costs",
              column_config={"cost_usd": st.column_config.NumberColumn("cost (USD)", format="%.4f")})
-    if costs["cost_usd"].notna().any():
+    if priced(costs):
         ui.figure(figures.cost_by_run(costs.to_dict("records")), "medlens-cost-by-run", key="runs_cost_chart")
+    elif not costs.empty:
+        st.info("No cost chart: nothing in these runs was priced (a local detector, or models missing from the "
+                "price table, data/prices.csv).")
 
     st.subheader("Latency")
     stats = queries.latency_stats(ctx.root, ctx.signature, filters)

@@ -1,6 +1,7 @@
 """Benchmark: store append cost, and a fully cached re-run of 10,000 images x 2 models.
 
-Targets (issue 2): a fully cached re-run finishes in at most 5 s for the whole process; appending
+Targets: a fully cached re-run of 10,000 images stays under 1 s (issue 10; issue 2 asked <= 5 s for
+the whole process, which includes ~1.3 s of SDK imports); appending
 costs at most 1 ms per response amortised. Prints figures; asserts nothing (not a test).
 
     .venv/bin/python tests/benchmarks/bench_store.py [--images 10000] [--workdir DIR]
@@ -9,6 +10,7 @@ costs at most 1 ms per response amortised. Prints figures; asserts nothing (not 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -85,9 +87,15 @@ def bench_cached_rerun(workdir: Path, images: int, profile: bool = False) -> Non
             run([py, "-m", "pyinstrument", "-o", str(workdir / "rerun_profile.txt"), *base[1:]])
             print(f"profile of one cached re-run: {workdir / 'rerun_profile.txt'}")
     rows = Store(store).connect().execute("SELECT count(*) FROM responses").fetchone()[0]
+    records = sorted((store / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime)[-5:]
+    phases = [json.loads(p.read_text()).get("timings", {}) for p in records]
+    inside = [sum(v for k, v in t.items() if k.endswith("_s")) for t in phases]
+    if inside:
+        print(f"cached re-run inside the runner (identify + plan + calls + close, from the run records): "
+              f"median {statistics.median(inside):.2f} s; last {phases[-1]}")
     print(f"cached re-run: {images} images x 2 models ({rows} rows in store); first run {first:.1f} s; "
           f"re-run wall times {', '.join(f'{t:.2f}' for t in times)} s; median {statistics.median(times):.2f} s "
-          "(target <= 5 s, whole process)")
+          "(target <= 1 s; whole process, imports included)")
 
 
 def main() -> None:
