@@ -173,6 +173,9 @@ def claimed(runner: Any, tasks: list[Any], claimer: Any) -> list[Any]:
                 tally.pending, tally.cached = tally.pending - 1, tally.cached + 1
             else:
                 tally.skipped_claimed += 1
+                owner_id = got.held[task.key]
+                if owner_id not in runner.claimed_by:  # named in the summary, as an online run does
+                    runner.claimed_by[owner_id] = claimer.holder(owner_id)
     return kept
 
 

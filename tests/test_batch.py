@@ -384,3 +384,31 @@ def test_an_online_run_does_not_call_keys_waiting_in_a_batch(study: Path, tmp_pa
     with OpenAIServer(default=("ok", TEXT)) as online:
         out = run(study, store, "openai:gpt-4o", env(online)).stdout
         assert online.requests == [] and "4 call(s) of this store wait in provider batches" in out
+
+
+def test_keys_another_live_run_is_calling_are_not_batched(study: Path, tmp_path: Path) -> None:
+    """--batch claims its keys like an online run: a key held by a live run is skipped, not paid twice."""
+    import asyncio
+
+    from cache.leases import Claims
+    from cache.store import Store
+    from ingest.images import PrepOptions
+    from ingest.manifest import read_manifest
+    from ingest.providers.base import ProviderOptions
+    from ingest.providers.registry import create_provider, parse_spec
+    from ingest.runner import Runner
+
+    store = Store(tmp_path / "store")
+    provider = create_provider(parse_spec("openai:gpt-4o"), ProviderOptions(max_tokens=300))
+    runner = Runner(store=store, rows=read_manifest(study), manifest_dir=study.parent, providers=[provider],
+                    prompt=load_prompt("paper"), prep=PrepOptions(), progress=False)  # fmt: skip
+    keys = sorted(t.key for t in runner.plan(asyncio.run(runner.identify()), set()))
+    holder = store.owner("ingest run (test)").start()
+    try:
+        assert Claims(store.storage, holder).try_many(keys[:2]).won == keys[:2]
+        with OpenAIBatchServer() as oa:
+            out = run(study, store.root, "openai:gpt-4o", env(oa), "--batch").stdout
+            assert sorted(openai_sent(oa)) == keys[2:]
+            assert "skipped 2 call(s) that another run is making (`ingest run (test)`" in out
+    finally:
+        holder.stop()
