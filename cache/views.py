@@ -190,9 +190,10 @@ def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         parts = [str(p) for p in store.part_paths(table)]
         if parts:
             con.execute(f"CREATE OR REPLACE VIEW {table} AS {table_view_sql(con, table, parts)}")
-        else:
+        else:  # a table, not a registered Arrow object: cursors of ``con`` see tables, not registrations
             con.register(f"_empty_{table}", arrow_schema(table).empty_table())
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
+            con.execute(f"CREATE OR REPLACE TABLE _none_{table} AS SELECT * FROM _empty_{table}")
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _none_{table}")
     con.execute(DUP_KEYS_SQL)
     con.execute(READINGS_SQL)
     con.execute(ANSWERS_SQL)

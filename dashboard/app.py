@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 
 from cache.bundle import BundleError  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
+from dashboard import filters as qf  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
 from dashboard.context import AppContext, set_context, store_argument  # noqa: E402
 
@@ -31,10 +32,16 @@ PAGES = (
     ("tabs/compare.py", "Compare", "compare", ":material/compare_arrows:"),
     ("tabs/runs.py", "Runs & errors", "runs", ":material/error:"),
     ("tabs/quality.py", "Interpretation quality", "quality", ":material/description:"),
+    ("tabs/readers.py", "Readers & ROC", "readers", "📈"),
+    ("tabs/grading.py", "Grade interpretations", "grading", "✍️"),
 )
+#: pages that must not show who answered or the truth: no sidebar filters (their options name models,
+#: sources and truths), no demo notice, and no filter in the URL
+BLINDED_PAGES = ("grading", "reader")
 
 #: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
-PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b")}
+PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b"),
+               "grading": ("image", "grader")}
 
 
 def drop_other_pages_params(url_path: str) -> None:
@@ -57,12 +64,17 @@ def main() -> None:
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)
                                 for index, (script, title, url, icon) in enumerate(PAGES)])
     drop_other_pages_params(navigation.url_path)
-    filters = sidebar.render(root, signature, options)
+    blinded = navigation.url_path in BLINDED_PAGES
+    if blinded:
+        for name in qf.PARAMS.values():
+            if name in st.query_params:
+                del st.query_params[name]
+    filters = qf.Filters() if blinded else sidebar.render(root, signature, options)
     set_context(AppContext(root=root, signature=signature, filters=filters, options=options))
     if not queries.has_parts(signature):
         ui.empty_store(root)
         return
-    demo = queries.demo_info(root, signature)
+    demo = None if blinded else queries.demo_info(root, signature)
     if demo:  # say plainly what the demo holds: no cloud model answered anything here
         st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()

@@ -312,6 +312,71 @@ def latency_histogram(root: str, signature: str, filters: Filters, bins: int = 4
         FROM h, b ORDER BY model, bin""", [*params, bins, bins])
 
 
+# -- grading and reader statistics (cache.grades, cache.readers, cache.readers_mrmc) ---------------
+# imported when first used: scipy.stats and scikit-learn cost seconds at start-up, and most page
+# views need neither
+def grades_signature(root: str) -> str:
+    """The store signature extended by the grades parts, so a grade written since is a cache miss
+    (and a new connection, which is a snapshot) on the pages that read grades."""
+    stats = []
+    for part in Store(root).part_paths("grades"):
+        try:
+            stats.append(part.stat())
+        except FileNotFoundError:  # removed while we listed
+            continue
+    return (f"{store_signature(root)}|grades:{len(stats)}:{sum(s.st_size for s in stats)}:"
+            f"{max((s.st_mtime_ns for s in stats), default=0)}")
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def next_interpretation(root: str, signature: str, grader: str, skipped: tuple[str, ...],
+                        image: str | None) -> tuple[int, int, dict[str, str] | None]:
+    """(graded by ``grader``, left for them, the next interpretation: key, image_sha256 and text only)."""
+    from cache import grades
+
+    if not has_parts(signature):
+        return 0, 0, None
+    return _run(root, signature, lambda cur: (grades.graded_count(cur, grader),
+                                              *grades.next_interpretation(cur, grader, skipped, image)))
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def grade_summary(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.grades.grade_summary: per model and modality."""
+    from cache import grades
+
+    return _run(root, signature, lambda cur: grades.grade_summary(cur, filters)) if has_parts(signature) else []
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner="Comparing interpretations of different images…")
+def genericness(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.readers.genericness_table: the TF-IDF swap test per model and modality."""
+    from cache import readers
+
+    return _run(root, signature, lambda cur: readers.genericness_table(cur, filters)) if has_parts(signature) else []
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner="Computing ROC, calibration and MRMC tables…")
+def reader_statistics(root: str, signature: str, filters: Filters) -> dict[str, list[dict[str, Any]]]:
+    """The cache.readers / cache.readers_mrmc tables: readers, agreement, roc (with points),
+    calibration, retest, and the two MRMC tables for both figures of merit."""
+    from cache import readers, readers_mrmc
+    from cache.readers_report import FOMS
+
+    if not has_parts(signature):
+        return {}
+
+    def tables(cur: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
+        return {"readers": readers.reader_metrics(cur, filters), "agreement": readers.reader_agreement(cur, filters),
+                "roc": readers.roc_table(cur, filters, with_points=True),
+                "calibration": readers.calibration_table(cur, filters),
+                "retest": readers.retest_agreement(cur, filters),
+                "model_vs_panel": [r for fom in FOMS for r in readers_mrmc.mrmc_model_vs_panel(cur, filters, fom=fom)],
+                "readers_across_conditions": [r for fom in FOMS for r in readers_mrmc.mrmc_readers(cur, filters, fom=fom)]}
+
+    return _run(root, signature, tables)
+
+
 # -- interpretation quality ------------------------------------------------------------------------
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,289 @@
+"""Interpretation grading (issue 12, part 2): the protocol, validated grade rows, the blinded queue,
+and the summaries the quality page, ``cache methods`` and the report show.
+
+Protocol. A grader rates one model interpretation at a time, blinded: they see the image thumbnail
+and the interpretation as plain text, never the model, provider, truth, source, file name, label or
+confidence. Scales (``SCALES``, anchors shown to the grader): correctness 1-5, specificity 1-5
+(1 = would describe any image of this modality, 5 = findings with location or extent unique to
+this image), hallucinated findings yes/no with a count, an optional note. Grades are rows of the
+store's ``grades`` table (cache.schema.GRADE_COLUMNS), appended at once; ``session_id`` starts
+with the origin of the session (``ORIGINS``): ``queue`` (every interpretation) or ``image`` (one
+image's interpretations, opened from the gallery detail, where the grader may have seen the
+models' answers and the truth first).
+
+Order. Each grader's queue is the interpretations they have not graded, across models, sorted by
+sha256(``ORDER_SALT`` + grader + response key): a random permutation per grader, derived
+reproducibly (a reload resumes it), and stable when the store grows (a new answer lands at a random
+place without reordering the rest). The order says nothing about the model.
+
+Counting. The latest grade of a grader for an interpretation is the one that counts
+(``current_grades``). Per model and modality, a scale's mean is the mean over images of each
+image's mean grade (all graders, prompts and repeats of that model on that image), with a 95% t
+interval over images: images, not grades, are the independent units (several graders and repeats
+grade one image). Agreement between graders on the interpretations they both graded: Cohen's
+quadratic-weighted kappa for two graders, Krippendorff's alpha (ordinal) for three or more
+(cache.agreement).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy.stats import t as student_t
+
+from cache.agreement import krippendorff_alpha, weighted_kappa
+from cache.filters import Filters
+from cache.readers import plain
+from cache.schema import READER_PREFIX, READER_PROVIDER
+from cache.store import utcnow
+
+#: scale -> grade -> anchor shown to the grader (grades without an anchor lie between)
+SCALES: dict[str, dict[int, str]] = {
+    "correctness": {
+        1: "wrong: what it describes is not in the image, or is misread",
+        3: "partly right, partly wrong",
+        5: "right in everything it states",
+    },
+    "specificity": {
+        1: "would describe any image of this modality",
+        3: "names findings of this image, without location or extent",
+        5: "findings with location or extent unique to this image",
+    },
+}
+GRADES = (1, 2, 3, 4, 5)
+ORIGINS = ("queue", "image")
+ORDER_SALT = "medlens-grading-order-v1:"
+GRADER_NAME = re.compile(r"[^\W_][\w .'-]{0,39}")  # letters/digits first; no markup, no path
+NOTE_MAX = 1000
+AGREEMENT = {2: "weighted kappa (quadratic)", 3: "Krippendorff's alpha (ordinal)"}
+
+
+def is_reader_sql(alias: str = "") -> str:
+    """SQL true for a human reader's row (provider ``reader`` or model ``reader:<name>``)."""
+    p = f"{alias}." if alias else ""
+    return f"({p}provider = '{READER_PROVIDER}' OR starts_with({p}model, '{READER_PREFIX}'))"
+
+
+def gradable_sql(alias: str = "") -> str:
+    """SQL true for an answer a grader can grade: a model's (not a reader's cue) with an interpretation."""
+    p = f"{alias}." if alias else ""
+    return f"NOT coalesce({is_reader_sql(alias)}, false) AND trim(coalesce({p}interpretation, '')) <> ''"
+
+
+CANDIDATES = f"SELECT key, image_sha256, interpretation FROM results WHERE {gradable_sql()}"
+CURRENT_GRADES = """SELECT * FROM grades
+QUALIFY row_number() OVER (PARTITION BY grader, key ORDER BY created_at DESC, grade_id DESC) = 1"""
+
+
+def valid_grader(name: object) -> str:
+    """The grader's name, trimmed and NFC-normalised; ValueError unless it is 1-40 letters, digits,
+    spaces or . ' - _ starting with a letter or digit."""
+    text = " ".join(unicodedata.normalize("NFC", str(name or "")).split())
+    if not GRADER_NAME.fullmatch(text):
+        raise ValueError(
+            "a grader's name is 1-40 letters, digits, spaces or . ' - _, starting with a letter or digit"
+        )
+    return text
+
+
+def new_session_id(origin: str) -> str:
+    """``<origin>-<random hex>`` for one grading session."""
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown grading origin {origin!r} ({' | '.join(ORIGINS)})")
+    return f"{origin}-{uuid.uuid4().hex[:16]}"
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One grade, checked when made: a row of the ``grades`` table via :meth:`row`."""
+
+    key: str
+    grader: str
+    correctness: int
+    specificity: int
+    hallucinated: bool
+    hallucination_count: int
+    session_id: str
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grader", valid_grader(self.grader))
+        if not re.fullmatch(r"[0-9a-f]{64}", str(self.key)):
+            raise ValueError("the graded key must be a response key (64 hex digits)")
+        for scale in SCALES:
+            if getattr(self, scale) not in GRADES:
+                raise ValueError(f"{scale} is a grade from 1 to 5, not {getattr(self, scale)!r}")
+        if not isinstance(self.hallucinated, bool):
+            raise ValueError("hallucinated is yes or no")
+        count = self.hallucination_count
+        if not isinstance(count, int) or count < 0 or count > 99:
+            raise ValueError("the number of hallucinated findings is a whole number from 0 to 99")
+        if self.hallucinated != (count > 0):
+            raise ValueError("say how many findings are hallucinated (at least 1), or answer no (0)")
+        if not str(self.session_id).startswith(tuple(f"{o}-" for o in ORIGINS)):
+            raise ValueError("session_id comes from new_session_id")
+        note = (self.note or "").strip()[:NOTE_MAX]
+        object.__setattr__(self, "note", note or None)
+
+    def row(self) -> dict[str, Any]:
+        """The grades row, with a new grade_id and the time now (UTC)."""
+        return {
+            "grade_id": uuid.uuid4().hex,
+            "key": self.key,
+            "created_at": utcnow(),
+            "grader": self.grader,
+            "correctness": self.correctness,
+            "specificity": self.specificity,
+            "hallucinated": self.hallucinated,
+            "hallucination_count": self.hallucination_count,
+            "note": self.note,
+            "session_id": self.session_id,
+        }
+
+
+def next_interpretation(
+    con: duckdb.DuckDBPyConnection, grader: str, skipped: Sequence[str] = (), image: str | None = None
+) -> tuple[int, dict[str, str] | None]:
+    """(how many interpretations the grader has not graded yet, the next one as ``key``,
+    ``image_sha256``, ``interpretation``; None when done). ``skipped`` keys go to the end of the
+    queue; ``image`` keeps one image's interpretations only."""
+    cur = con.execute(
+        f"""
+        WITH todo AS ({CANDIDATES}
+                      AND (?::VARCHAR IS NULL OR image_sha256 = ?)
+                      AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.grader = ? AND g.key = results.key))
+        SELECT key, image_sha256, interpretation, count(*) OVER () AS remaining FROM todo
+        ORDER BY list_contains(?::VARCHAR[], key), sha256(? || key) LIMIT 1""",
+        [image, image, grader, list(skipped), ORDER_SALT + grader],
+    )
+    row = cur.fetchone()
+    if row is None:
+        return 0, None
+    return int(row[3]), {"key": row[0], "image_sha256": row[1], "interpretation": row[2]}
+
+
+def graded_count(con: duckdb.DuckDBPyConnection, grader: str) -> int:
+    """How many distinct interpretations ``grader`` has graded."""
+    return int(con.execute("SELECT count(DISTINCT key) FROM grades WHERE grader = ?", [grader]).fetchone()[0])
+
+
+def current_grades(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> pd.DataFrame:
+    """The grade that counts per grader and interpretation, with the model, modality, prompt and
+    image of the answer graded (current answers matching ``filters``; outcome ignored)."""
+    where, params = (filters or Filters()).where("r")
+    return con.execute(
+        f"""
+        SELECT g.grade_id, g.key, g.grader, g.correctness, g.specificity, g.hallucinated,
+               g.hallucination_count, g.session_id, g.created_at, r.model, r.modality, r.prompt_id,
+               r.image_sha256
+        FROM ({CURRENT_GRADES}) g JOIN results r USING (key) {where}
+        ORDER BY r.model, r.modality, g.key, g.grader""",
+        params,
+    ).df()
+
+
+def t_interval(
+    values: Sequence[float], level: float = 0.95
+) -> tuple[float | None, float | None, float | None]:
+    """(mean, low, high): Student's t interval of the mean; the bounds are None below two values."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return None, None, None
+    mean = float(data.mean())
+    if data.size < 2:
+        return mean, None, None
+    half = (
+        float(student_t.ppf(0.5 + level / 2, data.size - 1)) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    )
+    return mean, mean - half, mean + half
+
+
+def agreement(grades: pd.DataFrame, scale: str) -> dict[str, Any]:
+    """Inter-grader agreement on ``scale`` over interpretations (keys): method, value and the number
+    of interpretations graded by two or more graders (two graders: by both)."""
+    table = grades.pivot_table(index="key", columns="grader", values=scale, aggfunc="last")
+    graders = table.shape[1]
+    if graders < 2:
+        return {"method": None, "value": None, "n_paired": 0}
+    if graders == 2:
+        both = table.dropna()
+        value = weighted_kappa([int(v) for v in both.iloc[:, 0]], [int(v) for v in both.iloc[:, 1]])
+        return {"method": AGREEMENT[2], "value": value, "n_paired": len(both)}
+    paired = int((table.notna().sum(axis=1) >= 2).sum())
+    return {
+        "method": AGREEMENT[3],
+        "value": krippendorff_alpha(table.T.to_numpy(dtype=float), "ordinal"),
+        "n_paired": paired,
+    }
+
+
+def _summary(model: str, modality: str, g: pd.DataFrame) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "model": model,
+        "modality": modality,
+        "n_graders": g["grader"].nunique(),
+        "n_grades": len(g),
+        "n_interpretations": g["key"].nunique(),
+        "n_images": g["image_sha256"].nunique(),
+    }
+    for scale in SCALES:
+        image_means = g.groupby("image_sha256")[scale].mean()
+        mean, low, high = t_interval(image_means.to_numpy())
+        found = agreement(g, scale)
+        row |= {
+            f"{scale}_mean": mean,
+            f"{scale}_ci_low": low,
+            f"{scale}_ci_high": high,
+            f"{scale}_agreement": found["value"],
+        }
+        row |= {"agreement_method": found["method"], "n_paired": found["n_paired"]}
+    row["hallucinated_share"] = float(g["hallucinated"].astype(bool).mean())
+    row["mean_hallucinations"] = float(g["hallucination_count"].fillna(0).mean())
+    return row
+
+
+def grade_summary(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
+    """Per model and modality: graders, grades, interpretations and images graded; each scale's
+    mean with its 95% t interval over images and inter-grader agreement; the share of grades that
+    flag a hallucinated finding and the mean count (see the module doc)."""
+    grades = current_grades(con, filters)
+    return [
+        plain(_summary(model, modality, g)) for (model, modality), g in grades.groupby(["model", "modality"])
+    ]
+
+
+def beside_genericness(
+    generic: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The swap test (cache.readers.genericness_table rows) beside the graders' specificity, per
+    model and modality (groups with either)."""
+    graded = {(s["model"], s["modality"]): s for s in summary}
+    text = {(g["model"], g["modality"]): g for g in generic}
+    rows = []
+    for model, modality in sorted(set(graded) | set(text)):
+        g, s = text.get((model, modality), {}), graded.get((model, modality), {})
+        rows.append(
+            {
+                "model": model,
+                "modality": modality,
+                "median_similarity": g.get("median_similarity"),
+                "near_duplicate_share": g.get("near_duplicate_share"),
+                "n_texts": g.get("n_texts"),
+                "n_pairs_scored": g.get("n_pairs_scored"),
+                "sampled": g.get("sampled"),
+                "specificity_mean": s.get("specificity_mean"),
+                "specificity_ci_low": s.get("specificity_ci_low"),
+                "specificity_ci_high": s.get("specificity_ci_high"),
+                "n_grades": s.get("n_grades", 0),
+            }
+        )
+    return rows
