@@ -238,6 +238,8 @@ def _summary(model: str, modality: str, g: pd.DataFrame) -> dict[str, Any]:
     for scale in SCALES:
         image_means = g.groupby("image_sha256")[scale].mean()
         mean, low, high = t_interval(image_means.to_numpy())
+        if low is not None:  # a mean grade lies in 1-5, so does its interval (as AUC's in [0, 1])
+            low, high = max(low, float(GRADES[0])), min(high, float(GRADES[-1]))
         found = agreement(g, scale)
         row |= {
             f"{scale}_mean": mean,

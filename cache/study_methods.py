@@ -57,10 +57,22 @@ def reader_facts(con: duckdb.DuckDBPyConnection, filters: Filters | None = None)
         FROM responses WHERE {IS_READER} AND task = 'reader_training' AND status = 'ok' {extra}""",
         params,
     )[0]
+    prompts = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT prompt_id FROM results WHERE {IS_READER} {extra} ORDER BY prompt_id", params
+        ).fetchall()
+    ]
     latency = con.execute(
         f"SELECT quantile_cont(latency_ms, [0.25, 0.5, 0.75]) FROM results WHERE {IS_READER} {extra}", params
     ).fetchone()[0]
-    return {"readers": readers, "cases": cases, "training": training, "latency_q": latency}
+    return {
+        "readers": readers,
+        "cases": cases,
+        "training": training,
+        "latency_q": latency,
+        "prompts": prompts,
+    }
 
 
 def _seconds(ms: float | None) -> str:
@@ -100,10 +112,17 @@ def reader_study_text(con: duckdb.DuckDBPyConnection, filters: Filters | None = 
         for r in readers
     )
     training = facts["training"]
+    prompts = facts["prompts"]
+    conditions = (
+        f" under {len(prompts)} conditions (prompts {', '.join(map(str, prompts))})"
+        if len(prompts) > 1
+        else ""
+    )
     first, last = min(r["first"] for r in readers)[:10], max(r["last"] for r in readers)[:10]
     text = (
         f"Reader study. {_plural(len(readers), 'human reader')} ({names}) read {_plural(total_cases, 'case')} "
-        f"({_cases_sentence(facts['cases'])}) and {coverage}, giving {_plural(answers, 'scored answer')}. Readers "
+        f"({_cases_sentence(facts['cases'])}){conditions}: {coverage}, giving {_plural(answers, 'scored answer')}. "
+        "Readers "
         "worked in the MedLens reader page, one case at a time, each in an order of their own: a random "
         "permutation per reader, stored, so that a later sitting resumed where the reader had stopped. A reader saw "
         "only the prepared image (the same bytes the models received) and an opaque case number, never the truth, "
