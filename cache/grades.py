@@ -19,8 +19,8 @@ place without reordering the rest). The order says nothing about the model.
 Counting. The latest grade of a grader for an interpretation is the one that counts
 (``current_grades``). Per model and modality, a scale's mean is the mean over images of each
 image's mean grade (all graders, prompts and repeats of that model on that image), with a 95% t
-interval over images: images, not grades, are the independent units (several graders and repeats
-grade one image). Agreement between graders on the interpretations they both graded: Cohen's
+interval over images, clipped to 1-5: images, not grades, are the independent units (several
+graders and repeats grade one image). Agreement between graders on the interpretations they both graded: Cohen's
 quadratic-weighted kappa for two graders, Krippendorff's alpha (ordinal) for three or more
 (cache.agreement).
 """

@@ -123,7 +123,7 @@ def generic_vs_specific(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
             y=[r["specificity_mean"] for r in both],
             mode="markers+text",
             text=[plain(f"{r['model']} · {r['modality']}") for r in both],
-            textposition="top center",
+            textposition=["top left" if r["median_similarity"] > 0.7 else "top right" for r in both],
             marker=dict(size=12),
             error_y=dict(
                 type="data",

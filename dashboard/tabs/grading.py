@@ -149,7 +149,6 @@ def _scale(scale: str) -> None:
         TITLES[scale],
         GRADES,
         index=None,
-        horizontal=True,
         key=f"grading_{scale}",
         help=HELP[scale],
         captions=[anchors.get(g, "") for g in GRADES],
@@ -157,8 +156,9 @@ def _scale(scale: str) -> None:
 
 
 def _form(ctx: AppContext, item: dict[str, str], grader: str, session_id: str) -> None:
-    for scale in SCALES:
-        _scale(scale)
+    for column, scale in zip(st.columns(len(SCALES)), SCALES, strict=True):
+        with column:
+            _scale(scale)
     left, right = st.columns([2, 1])
     left.radio(
         "Hallucinated findings (named, but not in the image)",
