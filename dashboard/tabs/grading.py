@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from cache import bundle
 from cache.grades import GRADES, SCALES, Grade, new_session_id, valid_grader
 from cache.store import Store
 from dashboard import queries, ui
@@ -43,10 +44,10 @@ def opened_from_bundle(root: str) -> bool:
     """Whether ``root`` is a bundle (.zip) extracted for reading: its manifest says so. Such a
     store is read-only (cache.bundle): grades go to a writable copy instead."""
     try:
-        manifest = json.loads((Path(root) / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((Path(root) / bundle.MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and manifest.get("format") == "medlens-bundle"
+    return isinstance(manifest, dict) and manifest.get("format") == bundle.BUNDLE_FORMAT
 
 
 def _read_only_notice() -> None:
