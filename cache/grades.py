@@ -31,13 +31,14 @@ import math
 import re
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from scipy.stats import t as student_t
 
 from cache.agreement import krippendorff_alpha, weighted_kappa
@@ -62,6 +63,7 @@ SCALES: dict[str, dict[int, str]] = {
 GRADES = (1, 2, 3, 4, 5)
 ORIGINS = ("queue", "image")
 ORDER_SALT = "medlens-grading-order-v1:"
+QUEUE_PAGE = 100
 GRADER_NAME = re.compile(r"[^\W_][\w .'-]{0,39}")  # letters/digits first; no markup, no path
 NOTE_MAX = 1000
 AGREEMENT = {2: "weighted kappa (quadratic)", 3: "Krippendorff's alpha (ordinal)"}
@@ -76,7 +78,7 @@ def is_reader_sql(alias: str = "") -> str:
 def gradable_sql(alias: str = "") -> str:
     """SQL true for an answer a grader can grade: a model's (not a reader's cue) with an interpretation."""
     p = f"{alias}." if alias else ""
-    return f"NOT coalesce({is_reader_sql(alias)}, false) AND trim(coalesce({p}interpretation, '')) <> ''"
+    return f"NOT coalesce({is_reader_sql(alias)}, false) AND regexp_matches(coalesce({p}interpretation, ''), '\\S')"
 
 
 CANDIDATES = f"SELECT key, image_sha256, interpretation FROM results WHERE {gradable_sql()}"
@@ -150,25 +152,96 @@ class Grade:
         }
 
 
+@dataclass(frozen=True)
+class QueuePage:
+    """The first items of a grader's queue (in their order) and the counts to say how many are left."""
+
+    items: list[dict[str, str]]  #: key, image_sha256, interpretation
+    in_scope: int  #: gradable answers in the queue (all, or one image's)
+    graded_in_scope: int  #: of them, graded by the grader in the snapshot
+    graded_all: int  #: keys the grader had graded anywhere, in the snapshot
+    scope_keys: frozenset[str] | None = None  #: every key of a one-image queue (it is small)
+
+    def left(self, done: Collection[str]) -> int:
+        """How many the grader has not graded, ``done`` being every key graded by now (a superset
+        of the snapshot's): grades given since the snapshot count as in scope, as the queue gives them."""
+        if self.scope_keys is not None:
+            return len(self.scope_keys - set(done))
+        return max(0, self.in_scope - self.graded_in_scope - (len(done) - self.graded_all))
+
+
+_MINE = "SELECT DISTINCT key FROM grades WHERE grader = ? AND key IS NOT NULL"
+# the counts come from an aggregate joined to every row: a windowed count(*) FILTER took minutes at 10^6
+_PAGE_SQL = f"""
+WITH mine AS ({_MINE}),
+     scope AS NOT MATERIALIZED (
+         SELECT key, image_sha256, key IN (SELECT key FROM mine) AS graded FROM results
+         WHERE {gradable_sql()} AND (?::VARCHAR IS NULL OR image_sha256 = ?)),
+     totals AS (SELECT count(*) AS in_scope, count(*) FILTER (WHERE graded) AS done FROM scope)
+SELECT key, image_sha256, in_scope, done FROM scope, totals
+WHERE NOT graded AND key NOT IN (SELECT unnest(?::VARCHAR[]))
+ORDER BY sha256(? || key) LIMIT ?"""
+
+
+def _texts(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, str]:
+    sql = "SELECT key, interpretation FROM results WHERE key IN (SELECT unnest(?::VARCHAR[]))"
+    return dict(con.execute(sql, [keys]).fetchall()) if keys else {}
+
+
+def queue_page(
+    con: duckdb.DuckDBPyConnection,
+    grader: str,
+    image: str | None = None,
+    exclude: Sequence[str] = (),
+    limit: int | None = None,
+) -> QueuePage:
+    """The gradable answers ``grader`` has not graded in ``con``'s snapshot, ``exclude`` left out:
+    the first ``limit`` (default ``QUEUE_PAGE``) in the grader's order. ``image`` keeps one image's
+    answers. A pass over ``results`` costs about a second at 10^6 rows, so one page serves many
+    grades (``pick_next``); the texts are read for the page's keys only."""
+    limit = QUEUE_PAGE if limit is None else limit
+    rows = con.execute(
+        _PAGE_SQL, [grader, image, image, list(exclude), ORDER_SALT + grader, limit]
+    ).fetchall()
+    texts = _texts(con, [r[0] for r in rows])
+    scope_keys = None
+    if image is not None:
+        sql = f"SELECT key FROM results WHERE {gradable_sql()} AND image_sha256 = ?"
+        scope_keys = frozenset(k for (k,) in con.execute(sql, [image]).fetchall())
+    return QueuePage(
+        items=[{"key": k, "image_sha256": sha, "interpretation": texts[k]} for k, sha, _n, _d in rows],
+        in_scope=int(rows[0][2]) if rows else 0,
+        graded_in_scope=int(rows[0][3]) if rows else 0,
+        graded_all=int(con.execute(f"SELECT count(*) FROM ({_MINE})", [grader]).fetchone()[0]),
+        scope_keys=scope_keys,
+    )
+
+
+def pick_next(
+    page: Sequence[dict[str, str]], done: Collection[str], skipped: Collection[str] = ()
+) -> dict[str, str] | None:
+    """The first item of a queue page that is neither graded (``done``) nor skipped, or None."""
+    return next((item for item in page if item["key"] not in done and item["key"] not in skipped), None)
+
+
 def next_interpretation(
     con: duckdb.DuckDBPyConnection, grader: str, skipped: Sequence[str] = (), image: str | None = None
 ) -> tuple[int, dict[str, str] | None]:
-    """(how many interpretations the grader has not graded yet, the next one as ``key``,
-    ``image_sha256``, ``interpretation``; None when done). ``skipped`` keys go to the end of the
-    queue; ``image`` keeps one image's interpretations only."""
-    cur = con.execute(
-        f"""
-        WITH todo AS ({CANDIDATES}
-                      AND (?::VARCHAR IS NULL OR image_sha256 = ?)
-                      AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.grader = ? AND g.key = results.key))
-        SELECT key, image_sha256, interpretation, count(*) OVER () AS remaining FROM todo
-        ORDER BY list_contains(?::VARCHAR[], key), sha256(? || key) LIMIT 1""",
-        [image, image, grader, list(skipped), ORDER_SALT + grader],
-    )
-    row = cur.fetchone()
-    if row is None:
-        return 0, None
-    return int(row[3]), {"key": row[0], "image_sha256": row[1], "interpretation": row[2]}
+    """(how many interpretations ``grader`` has not graded yet, the next one; None when none is
+    left), from ``con``'s grades. ``skipped`` keys come after all the others, in the grader's order."""
+    page = queue_page(con, grader, image, exclude=skipped, limit=1)
+    if not page.items:  # only skipped ones are left, if any
+        page = queue_page(con, grader, image, limit=1)
+    return page.in_scope - page.graded_in_scope, (page.items[0] if page.items else None)
+
+
+def part_grader_keys(path: str) -> dict[str, frozenset[str]]:
+    """grader -> the keys they graded, in one grades part (parts never change: cache by path)."""
+    table = pq.read_table(path, columns=["grader", "key"])
+    keys: dict[str, set[str]] = {}
+    for grader, key in zip(table["grader"].to_pylist(), table["key"].to_pylist(), strict=True):
+        keys.setdefault(grader, set()).add(key)
+    return {grader: frozenset(found) for grader, found in keys.items()}
 
 
 def graded_count(con: duckdb.DuckDBPyConnection, grader: str) -> int:

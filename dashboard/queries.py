@@ -315,29 +315,52 @@ def latency_histogram(root: str, signature: str, filters: Filters, bins: int = 4
 # -- grading and reader statistics (cache.grades, cache.readers, cache.readers_mrmc) ---------------
 # imported when first used: scipy.stats and scikit-learn cost seconds at start-up, and most page
 # views need neither
-def grades_signature(root: str) -> str:
-    """The store signature extended by the grades parts, so a grade written since is a cache miss
-    (and a new connection, which is a snapshot) on the pages that read grades."""
+def parts_signature(root: str, table: str) -> str:
+    """'parts:bytes:newest-mtime-ns' of one table's parts (for responses: what store_signature says)."""
     stats = []
-    for part in Store(root).part_paths("grades"):
+    for part in Store(root).part_paths(table):
         try:
             stats.append(part.stat())
-        except FileNotFoundError:  # removed while we listed
+        except FileNotFoundError:  # removed by compact while we listed
             continue
-    return (f"{store_signature(root)}|grades:{len(stats)}:{sum(s.st_size for s in stats)}:"
-            f"{max((s.st_mtime_ns for s in stats), default=0)}")
+    return f"{len(stats)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
+
+
+def grades_signature(root: str) -> str:
+    """The store signature extended by the grades parts, so a grade written since is a cache miss
+    (and a new connection, which is a snapshot) on the pages that summarise grades."""
+    return f"{store_signature(root)}|grades:{parts_signature(root, 'grades')}"
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
-def next_interpretation(root: str, signature: str, grader: str, skipped: tuple[str, ...],
-                        image: str | None) -> tuple[int, int, dict[str, str] | None]:
-    """(graded by ``grader``, left for them, the next interpretation: key, image_sha256 and text only)."""
+def queue_page(root: str, signature: str, grader: str, image: str | None,
+               exclude: tuple[str, ...]) -> Any:
+    """cache.grades.queue_page (a QueuePage) on the snapshot of ``signature``, the responses' parts:
+    a grade written since does not reconnect; the page is filtered by :func:`graded_keys`."""
     from cache import grades
 
     if not has_parts(signature):
-        return 0, 0, None
-    return _run(root, signature, lambda cur: (grades.graded_count(cur, grader),
-                                              *grades.next_interpretation(cur, grader, skipped, image)))
+        return grades.QueuePage([], 0, 0, 0)
+    return _run(root, signature, lambda cur: grades.queue_page(cur, grader, image, exclude))
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def _part_grader_keys(path: str, mtime_ns: int, size: int) -> dict[str, frozenset[str]]:
+    from cache import grades
+
+    return grades.part_grader_keys(path)
+
+
+def graded_keys(root: str, grader: str) -> frozenset[str]:
+    """Every key ``grader`` has graded, read now (each grades part is read once: parts never change)."""
+    found: set[str] = set()
+    for part in Store(root).part_paths("grades"):
+        try:
+            stat = part.stat()
+        except FileNotFoundError:
+            continue
+        found |= _part_grader_keys(str(part), stat.st_mtime_ns, stat.st_size).get(grader, frozenset())
+    return frozenset(found)
 
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)

@@ -289,3 +289,41 @@ def test_readers_page_without_readers_says_so_in_one_sentence(fx, monkeypatch):
         if "ROC" in json.loads(c.proto.spec)["layout"]["title"]["text"]
         and len(json.loads(c.proto.spec)["data"]) < 2
     )
+
+
+def grade_it(at: AppTest, correctness: int) -> AppTest:
+    at.radio(key="grading_correctness").set_value(correctness)
+    at.radio(key="grading_specificity").set_value(3)
+    at.radio(key="grading_hallucinated").set_value("no")
+    return at.button(key="grading_save").click().run()
+
+
+def test_the_queue_is_walked_a_page_at_a_time(fx, monkeypatch):
+    """Pages of one item: skip, grade across page ends, the skipped one comes back last."""
+    import cache.grades
+
+    monkeypatch.setattr(cache.grades, "QUEUE_PAGE", 1)
+    sha = fx.sha("fundus", "r1")  # A (paper), A (brief), B (paper)
+    expected = []
+    con = Store(fx.root).connect()
+    for _ in range(3):
+        expected.append(next_interpretation(con, "Walker", expected, image=sha)[1]["interpretation"])
+    at = start(run(fx.root, monkeypatch, "grading", image=sha), "Walker")
+
+    def status(at):
+        texts = [t.value for t in at.text]
+        return next(t for t in texts if t.startswith("Grader:")), next(t for t in texts if not t.startswith("Grader:"))
+
+    assert status(at) == ("Grader: Walker · graded 0 · left 3", expected[0])
+    at.button(key="grading_skip").click().run()
+    assert status(at) == ("Grader: Walker · graded 0 · left 3", expected[1])
+    at = grade_it(at, 4)
+    assert status(at) == ("Grader: Walker · graded 1 · left 2", expected[2])
+    at = grade_it(at, 5)
+    assert status(at) == ("Grader: Walker · graded 2 · left 1", expected[0]), "the skipped one comes back"
+    at = grade_it(at, 2)
+    assert "Nothing left to grade here" in at.info[0].value
+    keys = Store(fx.root).connect().execute(
+        "SELECT r.interpretation, g.correctness FROM grades g JOIN results r USING (key) "
+        "WHERE grader = 'Walker' ORDER BY g.created_at").fetchall()
+    assert keys == [(expected[1], 4), (expected[2], 5), (expected[0], 2)]

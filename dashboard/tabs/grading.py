@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cache import bundle
+from cache import bundle, grades
 from cache.grades import GRADES, SCALES, Grade, new_session_id, valid_grader
 from cache.store import Store
 from dashboard import queries, ui
@@ -25,6 +25,7 @@ from dashboard.context import AppContext, get_context
 
 PLACEHOLDER = np.full((96, 96, 3), 200, dtype=np.uint8)
 SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_PAGES = 10_000  # a walk through the queue always ends
 TITLES = {"correctness": "Correctness", "specificity": "Specificity"}
 HELP = {
     "correctness": "Is what the interpretation states right for this image?",
@@ -189,6 +190,32 @@ def _form(ctx: AppContext, item: dict[str, str], grader: str, session_id: str) -
         st.button("Skip for now", key="grading_skip", on_click=_skip, args=(item["key"],))
 
 
+def next_item(
+    root: str, grader: str, image: str | None, done: frozenset[str]
+) -> tuple[int, dict[str, str] | None]:
+    """(how many are left, the grader's next interpretation), walking the queue a page at a time:
+    a page (cache.grades.queue_page, cached) serves many grades, so a grade costs no pass over the
+    store. ``done`` is read fresh on every run; skipped items come back after all the others."""
+    state = st.session_state
+    signature = queries.parts_signature(root, "responses")
+    if state.get("grading_scope") != (grader, image):  # another grader or image: from the top
+        state["grading_scope"], state["grading_exclude"] = (grader, image), ()
+    skipped = set(state.get("grading_skipped", []))
+    for _page in range(MAX_PAGES):
+        exclude = state["grading_exclude"]
+        page = queries.queue_page(root, signature, grader, image, exclude)
+        item = grades.pick_next(page.items, done, skipped)
+        if item is not None:
+            return page.left(done), item
+        if len(page.items) == grades.QUEUE_PAGE:  # all graded or skipped here: the next page
+            state["grading_exclude"] = tuple(sorted({*exclude, *(i["key"] for i in page.items)}))
+        elif skipped - done:  # only skipped ones are left: they come back, in order
+            state["grading_skipped"], state["grading_exclude"], skipped = [], (), set()
+        else:
+            return 0, None
+    return 0, None
+
+
 def render() -> None:
     ctx = get_context()
     st.title("Grade interpretations")
@@ -206,12 +233,10 @@ def render() -> None:
         return
     origin = "image" if image else "queue"  # grades from one image's queue may follow a look at its answers
     session_id = st.session_state.setdefault(f"grading_session_{origin}", new_session_id(origin))
-    skipped = tuple(st.session_state.get("grading_skipped", []))
-    done, left, item = queries.next_interpretation(
-        ctx.root, queries.grades_signature(ctx.root), grader, skipped, image
-    )
+    done = queries.graded_keys(ctx.root, grader)
+    left, item = next_item(ctx.root, grader, image, done)
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.text(f"Grader: {grader} · graded {done} · left {left}")
+        st.text(f"Grader: {grader} · graded {len(done)} · left {left}")
         st.button("Change grader", key="grading_change", on_click=_change_grader)
     if st.session_state.get("grading_error"):
         st.error(st.session_state["grading_error"])
@@ -224,7 +249,7 @@ def render() -> None:
     with picture:
         _image(ctx, item["image_sha256"])
     with text:
-        st.caption(f"Interpretation {done + 1}")
+        st.caption(f"Interpretation {len(done) + 1}")
         st.text(item["interpretation"])
     _form(ctx, item, grader, session_id)
 
