@@ -371,6 +371,10 @@ def grade_summary(root: str, signature: str, filters: Filters) -> list[dict[str,
     return _run(root, signature, lambda cur: grades.grade_summary(cur, filters)) if has_parts(signature) else []
 
 
+#: above this many interpretations the quality page runs the swap test only when asked (~40 s at 10^6)
+SWAP_TEST_AUTO = 50_000
+
+
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner="Comparing interpretations of different images…")
 def genericness(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
     """cache.readers.genericness_table: the TF-IDF swap test per model and modality."""

@@ -222,8 +222,15 @@ def test_quality_page_shows_graders_numbers(tmp_path, monkeypatch):
 def test_quality_page_without_grades_says_so(fx, monkeypatch, tmp_path):
     root = tmp_path / "plain"
     build_fixture_store(root)
+    from dashboard import queries
+
+    monkeypatch.setattr(queries, "SWAP_TEST_AUTO", 10)  # a large store: the swap test on request
     at = run(root, monkeypatch, "quality")
     assert any("No grades for these answers yet" in i.value for i in at.info)
+    assert not [d for d in at.dataframe if "median_similarity" in d.value.columns]
+    at.toggle(key="quality_swap_test").set_value(True).run()
+    generic = frame(at, "median_similarity")
+    assert set(generic["n_grades"]) == {0} and len(generic) == 4
 
 
 def records(at: AppTest, column: str) -> list[dict]:
@@ -312,7 +319,9 @@ def test_the_queue_is_walked_a_page_at_a_time(fx, monkeypatch):
 
     def status(at):
         texts = [t.value for t in at.text]
-        return next(t for t in texts if t.startswith("Grader:")), next(t for t in texts if not t.startswith("Grader:"))
+        return next(t for t in texts if t.startswith("Grader:")), next(
+            t for t in texts if not t.startswith("Grader:")
+        )
 
     assert status(at) == ("Grader: Walker · graded 0 · left 3", expected[0])
     at.button(key="grading_skip").click().run()
@@ -323,7 +332,13 @@ def test_the_queue_is_walked_a_page_at_a_time(fx, monkeypatch):
     assert status(at) == ("Grader: Walker · graded 2 · left 1", expected[0]), "the skipped one comes back"
     at = grade_it(at, 2)
     assert "Nothing left to grade here" in at.info[0].value
-    keys = Store(fx.root).connect().execute(
-        "SELECT r.interpretation, g.correctness FROM grades g JOIN results r USING (key) "
-        "WHERE grader = 'Walker' ORDER BY g.created_at").fetchall()
+    keys = (
+        Store(fx.root)
+        .connect()
+        .execute(
+            "SELECT r.interpretation, g.correctness FROM grades g JOIN results r USING (key) "
+            "WHERE grader = 'Walker' ORDER BY g.created_at"
+        )
+        .fetchall()
+    )
     assert keys == [(expected[1], 4), (expected[2], 5), (expected[0], 2)]

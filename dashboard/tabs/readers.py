@@ -294,7 +294,9 @@ def render() -> None:
         ". Readers and models on the same images: the tables of "
         "`python -m cache readers`, with ROC curves, calibration and test-retest agreement.",
     )
-    stats = queries.reader_statistics(ctx.root, ctx.signature, filters)
+    # keyed on what `results` reads (answers and readings): a new grade does not redo these tables
+    signature = "|".join(queries.parts_signature(ctx.root, table) for table in ("responses", "readings"))
+    stats = queries.reader_statistics(ctx.root, signature, filters)
     if not stats:
         st.warning("No answers match the filters.")
         return
