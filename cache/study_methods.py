@@ -15,7 +15,8 @@ from typing import Any
 import duckdb
 
 from cache.filters import Filters
-from cache.grades import AGREEMENT, CURRENT_GRADES, ORIGINS, SCALES, gradable_sql, is_reader_sql
+from cache.grade_stats import AGREEMENT
+from cache.grades import CURRENT_GRADES, ORIGINS, SCALES, gradable_sql, is_reader_sql
 from cache.schema import READER_PREFIX
 
 IS_READER = is_reader_sql()

@@ -365,10 +365,10 @@ def graded_keys(root: str, grader: str) -> frozenset[str]:
 
 @st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
 def grade_summary(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
-    """cache.grades.grade_summary: per model and modality."""
-    from cache import grades
+    """cache.grade_stats.grade_summary: per model and modality."""
+    from cache import grade_stats
 
-    return _run(root, signature, lambda cur: grades.grade_summary(cur, filters)) if has_parts(signature) else []
+    return _run(root, signature, lambda cur: grade_stats.grade_summary(cur, filters)) if has_parts(signature) else []
 
 
 #: above this many interpretations the quality page runs the swap test only when asked (~40 s at 10^6)

@@ -1,7 +1,7 @@
 """Figures of the reader study and of interpretation grading (pure: rows in, plotly figure out).
 
 Rows are those of cache.readers (roc_table with points, calibration_table) and cache.grades
-(grade_summary, beside_genericness). Names are user data and go through figures.plain.
+(cache.grade_stats: grade_summary, beside_genericness). Names are user data and go through figures.plain.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ import pytest
 from google.protobuf.json_format import MessageToJson
 from streamlit.testing.v1 import AppTest
 
-from cache.grades import grade_summary, next_interpretation
+from cache.grade_stats import grade_summary
+from cache.grades import next_interpretation
 from cache.readers import calibration_table, reader_agreement, reader_metrics, retest_agreement, roc_table
 from cache.readers_mrmc import mrmc_model_vs_panel, mrmc_readers
 from cache.schema import LABELS, TRUTHS

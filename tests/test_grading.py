@@ -1,4 +1,4 @@
-"""Interpretation grading (cache/grades.py) and the methods paragraphs of the reader study and grading.
+"""Interpretation grading (cache/grades.py, cache/grade_stats.py) and the methods paragraphs of the reader study and grading.
 
 Grades: tests/grading_fixture.py. Every expected number is worked out by hand in the comments;
 the weighted kappas are checked against scikit-learn too.
@@ -13,14 +13,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from cache.filters import Filters
-from cache.grades import (
-    Grade,
-    beside_genericness,
-    grade_summary,
-    next_interpretation,
-    t_interval,
-    valid_grader,
-)
+from cache.grade_stats import beside_genericness, grade_summary, t_interval
+from cache.grades import Grade, next_interpretation, valid_grader
 from cache.methods import methods_text
 from cache.store import Store
 from tests.dashboard_fixture import MODEL_A, MODEL_B, build_fixture_store

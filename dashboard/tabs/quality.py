@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cache import grades
+from cache import grade_stats
 from dashboard import exports, figures, queries, study_figures, ui, vocab
 from dashboard import filters as qf
 from dashboard.context import get_context
@@ -103,7 +103,7 @@ def genericness_section(root: str, filters: qf.Filters, summary: list[dict], tex
         return
     # keyed on the responses alone: a new grade does not redo the swap test
     generic = queries.genericness(root, queries.parts_signature(root, "responses"), filters)
-    rows = grades.beside_genericness(generic, summary)
+    rows = grade_stats.beside_genericness(generic, summary)
     if not rows:
         st.info("No interpretations to compare.")
         return
