@@ -1,5 +1,5 @@
-"""Interpretation grading (issue 12, part 2): the protocol, validated grade rows, the blinded queue,
-and the rules of counting them (cache.grade_stats computes the summaries).
+"""Interpretation grading (issue 12, part 2): the protocol, validated grade rows and the blinded
+queue. cache.grade_stats summarises the grades (which grade counts: ``CURRENT_GRADES``).
 
 Protocol. A grader rates one model interpretation at a time, blinded: they see the image thumbnail
 and the interpretation as plain text, never the model, provider, truth, source, file name, label or
@@ -16,7 +16,6 @@ sha256(``ORDER_SALT`` + grader + response key): a random permutation per grader,
 reproducibly (a reload resumes it), and stable when the store grows (a new answer lands at a random
 place without reordering the rest). The order says nothing about the model. ``queue_page`` reads
 the queue a page (``QUEUE_PAGE``) at a time, so a grade costs no pass over the store.
-The summaries are in cache.grade_stats.
 """
 
 from __future__ import annotations
@@ -67,6 +66,7 @@ def gradable_sql(alias: str = "") -> str:
     return f"NOT coalesce({is_reader_sql(alias)}, false) AND regexp_matches(coalesce({p}interpretation, ''), '\\S')"
 
 
+#: the grade that counts: a grader's latest for an interpretation
 CURRENT_GRADES = """SELECT * FROM grades
 QUALIFY row_number() OVER (PARTITION BY grader, key ORDER BY created_at DESC, grade_id DESC) = 1"""
 
