@@ -3,4 +3,4 @@
 `cache/` imports neither `ingest/` nor `dashboard/`; both of them use it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

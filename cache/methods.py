@@ -18,6 +18,7 @@ import duckdb
 
 from cache import __version__
 from cache.metrics import Filters
+from cache.study_methods import MODEL_ROWS, grading_text, reader_study_text
 
 SCORING = (
     "Each answer was mapped to one label: real, synthetic, uncertain (the model hedged or declined to "
@@ -64,7 +65,7 @@ def image_counts(con: duckdb.DuckDBPyConnection, filters: Filters | None = None)
     """Distinct images per modality x truth x source among the selected rows."""
     extra, params = (filters or Filters()).clause()
     return _records(con, "SELECT modality, truth, coalesce(source, '') AS source, count(DISTINCT image_sha256) "
-                         f"AS images FROM responses WHERE image_sha256 IS NOT NULL {extra} GROUP BY ALL "
+                         f"AS images FROM {MODEL_ROWS} WHERE image_sha256 IS NOT NULL {extra} GROUP BY ALL "
                          "ORDER BY modality, truth, source", params)
 
 
@@ -118,10 +119,12 @@ def _prep_sentence(runs: Sequence[dict[str, Any]], run_ids: set[str]) -> str:
 
 def methods_text(con: duckdb.DuckDBPyConnection, filters: Filters | None = None,
                  runs: Sequence[dict[str, Any]] = ()) -> str:
-    """The methods paragraph, then each prompt's exact text, for the selected rows of ``con``'s store."""
-    facts = provenance(con, "responses", filters)
+    """The methods paragraph, then each prompt's exact text, for the selected rows of ``con``'s store;
+    then the reader study and the grading protocol, when the store holds reader answers or grades."""
+    study = [p for p in (reader_study_text(con, filters), grading_text(con, filters)) if p]
+    facts = provenance(con, MODEL_ROWS, filters)  # models only: readers have a paragraph of their own
     if not facts["models"]:
-        return "No responses match the selection: nothing to describe."
+        return "\n\n".join(study) if study else "No responses match the selection: nothing to describe."
     where, params = (filters or Filters()).where()
     errors = con.execute(f"SELECT count(*) FROM failures {where}", params).fetchone()[0]
     models, prompts = facts["models"], facts["prompts"]
@@ -145,4 +148,4 @@ def methods_text(con: duckdb.DuckDBPyConnection, filters: Filters | None = None,
     for prompt in prompts:
         out.append(f'\nPrompt "{prompt["prompt_id"]}" (sha256 {prompt["prompt_sha256"]}):\n')
         out.append(textwrap.indent(str(prompt["prompt_text"] or "").rstrip(), "    "))
-    return "\n".join(out)
+    return "\n".join(out) + "".join(f"\n\n{paragraph}" for paragraph in study)

@@ -22,6 +22,7 @@ from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 from cache.bundle import BundleError  # noqa: E402
 from cache.filters import Filters  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
+from dashboard import filters as qf  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
 from dashboard.context import AppContext, reader_only, session_store, set_context, store_argument  # noqa: E402
 
@@ -35,16 +36,19 @@ PAGES = (
     ("tabs/compare.py", "Compare", "compare", "⚖️"),
     ("tabs/runs.py", "Runs & errors", "runs", "⚠️"),
     ("tabs/quality.py", "Interpretation quality", "quality", "📝"),
+    ("tabs/readers.py", "Readers & ROC", "readers", "📈"),
     ("tabs/review.py", "Review labels", "review", "🏷️"),
+    ("tabs/grading.py", "Grade interpretations", "grading", "✍️"),
     ("tabs/reader.py", "Reader study", "reader", "👁️"),
 )
 PAGE_ICON = "🔬"
 
 #: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
 PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b"),
-               "reader": ("study",)}
-#: pages that show no store data beyond their own (a blinded reader sees no filters, sources or demo text)
-BLINDED = ("reader",)
+               "reader": ("study",), "grading": ("image", "grader")}
+#: pages that must not show who answered or the truth: no sidebar filters (their options name models,
+#: sources and truths), no demo notice, and no filter in the URL
+BLINDED = ("reader", "grading")
 #: MEDLENS_READER_ONLY=1: a deployment for readers serves the reader page alone (no way to the answers)
 READER_ONLY = reader_only()
 
@@ -75,7 +79,7 @@ def main() -> None:
 def show(root: str, notice: DeltaGenerator) -> None:
     """Sidebar, context and the chosen page for the store folder ``root``; foreign files under
     responses/ are named in ``notice`` once the page has run (if it fails, the failure names them)."""
-    pages = [page for page in PAGES if not READER_ONLY or page[2] in BLINDED]
+    pages = [page for page in PAGES if not READER_ONLY or page[2] == "reader"]
     navigation = st.navigation([st.Page(script, title=title, url_path=url, icon=icon, default=index == 0)
                                 for index, (script, title, url, icon) in enumerate(pages)],
                                position="hidden" if READER_ONLY else "sidebar")
@@ -83,13 +87,17 @@ def show(root: str, notice: DeltaGenerator) -> None:
     options = queries.filter_options(root, signature)
     drop_other_pages_params(navigation.url_path)
     blinded = READER_ONLY or navigation.url_path in BLINDED
+    if blinded:
+        for name in qf.PARAMS.values():
+            if name in st.query_params:
+                del st.query_params[name]
     filters = Filters() if blinded else sidebar.render(root, signature, options)
     set_context(AppContext(root=root, signature=signature, filters=filters, options=options))
     if not queries.has_parts(signature):
         ui.empty_store(root)
         return
-    demo = queries.demo_info(root, signature)
-    if demo and not blinded:  # say plainly what the demo holds: no cloud model answered anything here
+    demo = None if blinded else queries.demo_info(root, signature)
+    if demo:  # say plainly what the demo holds: no cloud model answered anything here
         st.info(f"**Demo store.** {demo.get('contents', '')}", icon=":material/info:")
     navigation.run()
     with notice:

@@ -334,6 +334,92 @@ def latency_histogram(root: str, signature: str, filters: Filters, bins: int = 4
         FROM h, b ORDER BY model, bin""", [*params, bins, bins])
 
 
+# -- grading and reader statistics (cache.grades, cache.readers, cache.readers_mrmc) ---------------
+# imported when first used: scipy.stats and scikit-learn cost seconds at start-up, and most page
+# views need neither
+def parts_signature(root: str, table: str) -> str:
+    """'parts:bytes:newest-mtime-ns' of one table's parts (for responses: what store_signature says)."""
+    stats = []
+    for part in Store(root).part_paths(table):
+        try:
+            stats.append(part.stat())
+        except FileNotFoundError:  # removed by compact while we listed
+            continue
+    return f"{len(stats)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def queue_page(root: str, signature: str, grader: str, image: str | None,
+               exclude: tuple[str, ...]) -> Any:
+    """cache.grades.queue_page (a QueuePage) on the snapshot of ``signature``, the responses' parts:
+    a grade written since does not reconnect; the page is filtered by :func:`graded_keys`."""
+    from cache import grades
+
+    if not has_parts(signature):
+        return grades.QueuePage([], 0, 0, 0)
+    return _run(root, signature, lambda cur: grades.queue_page(cur, grader, image, exclude))
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def _part_grader_keys(path: str, mtime_ns: int, size: int) -> dict[str, frozenset[str]]:
+    from cache import grades
+
+    return grades.part_grader_keys(path)
+
+
+def graded_keys(root: str, grader: str) -> frozenset[str]:
+    """Every key ``grader`` has graded, read now (each grades part is read once: parts never change)."""
+    found: set[str] = set()
+    for part in Store(root).part_paths("grades"):
+        try:
+            stat = part.stat()
+        except FileNotFoundError:
+            continue
+        found |= _part_grader_keys(str(part), stat.st_mtime_ns, stat.st_size).get(grader, frozenset())
+    return frozenset(found)
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner=False)
+def grade_summary(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.grade_stats.grade_summary: per model and modality."""
+    from cache import grade_stats
+
+    return _run(root, signature, lambda cur: grade_stats.grade_summary(cur, filters)) if has_parts(signature) else []
+
+
+#: above this many interpretations the quality page runs the swap test only when asked (~40 s at 10^6)
+SWAP_TEST_AUTO = 50_000
+
+
+@st.cache_data(ttl=TTL, max_entries=32, show_spinner="Comparing interpretations of different images…")
+def genericness(root: str, signature: str, filters: Filters) -> list[dict[str, Any]]:
+    """cache.readers.genericness_table: the TF-IDF swap test per model and modality."""
+    from cache import readers
+
+    return _run(root, signature, lambda cur: readers.genericness_table(cur, filters)) if has_parts(signature) else []
+
+
+@st.cache_data(ttl=TTL, max_entries=16, show_spinner="Computing ROC, calibration and MRMC tables…")
+def reader_statistics(root: str, signature: str, filters: Filters) -> dict[str, list[dict[str, Any]]]:
+    """The cache.readers / cache.readers_mrmc tables: readers, agreement, roc (with points),
+    calibration, retest, and the two MRMC tables for both figures of merit."""
+    from cache import readers, readers_mrmc
+    from cache.readers_report import FOMS
+
+    if not has_parts(signature):
+        return {}
+
+    def tables(cur: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
+        return {"readers": readers.reader_metrics(cur, filters), "agreement": readers.reader_agreement(cur, filters),
+                "roc": readers.roc_table(cur, filters, with_points=True),
+                "calibration": readers.calibration_table(cur, filters),
+                "retest": readers.retest_agreement(cur, filters),
+                "model_vs_panel": [r for fom in FOMS for r in readers_mrmc.mrmc_model_vs_panel(cur, filters, fom=fom)],
+                "readers_across_conditions": [r for fom in FOMS for r in readers_mrmc.mrmc_readers(cur, filters, fom=fom)]}
+
+    return _run(root, signature, tables)
+
+
 # -- interpretation quality ------------------------------------------------------------------------
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

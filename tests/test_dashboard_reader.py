@@ -344,7 +344,7 @@ def test_without_prepared_images_or_from_a_bundle_nothing_is_read(fx, tmp_path, 
     other = build_fixture_store(tmp_path / "thumbs-only")  # thumbnails only: not what the models saw
     monkeypatch.setenv("MEDLENS_STORE", str(other.root))
     at = open_reader()
-    assert any("keeps no prepared images" in w.value and "--keep-images" in w.value for w in at.warning)
+    assert any("keeps no prepared images" in w.value and "prep_memo.parquet" in w.value for w in at.warning)
     assert not any(b.key == "reader_create" for b in at.button)
     monkeypatch.setenv("MEDLENS_BUNDLE_CACHE", str(tmp_path / "bundles"))
     export_bundle(Store(fx.root), tmp_path / "study.zip")

@@ -110,6 +110,8 @@ def _detail(ctx: AppContext, sha: str) -> None:
         return
     first = rows.iloc[0]
     st.title("Image detail")
+    st.page_link("tabs/grading.py", label="Grade this image's interpretations (blinded: the answers and the truth "
+                 "are hidden while you grade)", query_params={"image": sha}, icon="✍️")
     left, right = st.columns([1, 3])
     with left:
         _image(ctx, sha, width=256)
