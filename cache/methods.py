@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from cache import __version__
-from cache.metrics import Filters
+from cache.metrics import Filters, label_sources, label_sources_sentence
 from cache.study_methods import MODEL_ROWS, grading_text, reader_study_text
 
 SCORING = (
@@ -117,6 +117,19 @@ def _prep_sentence(runs: Sequence[dict[str, Any]], run_ids: set[str]) -> str:
             + ", so file format and header fields could not reveal its origin.")
 
 
+def _labels_sentence(con: duckdb.DuckDBPyConnection, filters: Filters | None) -> str:
+    """Who set the labels the metrics use (parser versions as recorded), and which reading wins."""
+    rows = label_sources(con, filters)
+    versions = sorted({str(r["label_by"]).removeprefix("parser-") for r in rows if r["label_source"] == "parser"})
+    named = [v for v in versions if v != "parser"]
+    which = (f"version{'s' if len(named) > 1 else ''} {', '.join(named)}" if named else "")
+    if "parser" in versions:  # rows written before the parser version was recorded (store schema 1)
+        which = (which + " and " if which else "") + "the version of MedLens 0.1, not recorded"
+    parser = f"MedLens's rule-based parser ({which})" if which else "MedLens's rule-based parser"
+    return (f"The labels of free-text answers were read by {parser}; a judge model's reading outranks the "
+            "parser's, and a human reviewer's outranks both. " + label_sources_sentence(rows)).strip()
+
+
 def methods_text(con: duckdb.DuckDBPyConnection, filters: Filters | None = None,
                  runs: Sequence[dict[str, Any]] = ()) -> str:
     """The methods paragraph, then each prompt's exact text, for the selected rows of ``con``'s store;
@@ -141,8 +154,9 @@ def methods_text(con: duckdb.DuckDBPyConnection, filters: Filters | None = None,
         + _images_sentence(image_counts(con, filters)) + ". "
         + f"Answers were collected between {first} and {last} (UTC) and stored with MedLens {__version__}"
         + (f"; {errors} call{'s' if errors != 1 else ''} that still failed after retries "
-           "are reported separately and excluded from every metric. " if errors else ". ")
-        + SCORING
+           f"{'are' if errors != 1 else 'is'} reported separately and excluded from every metric. "
+           if errors else ". ")
+        + SCORING + " " + _labels_sentence(con, filters)
     )
     out = [textwrap.fill(text, width=100)]
     for prompt in prompts:

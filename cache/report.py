@@ -22,7 +22,14 @@ import duckdb
 
 from cache import __version__
 from cache.methods import methods_text
-from cache.metrics import Filters, compare_models, confusion_matrix, group_metrics
+from cache.metrics import (
+    Filters,
+    compare_models,
+    confusion_matrix,
+    group_metrics,
+    label_sources,
+    label_sources_sentence,
+)
 from cache.redact import safe_image_path, scrub_secrets, scrub_text
 from cache.schema import LABELS
 from cache.store import Store, atomic_write_bytes, utcnow
@@ -207,6 +214,7 @@ def build_report(store: Store, filters: Filters | None = None, gallery_limit: in
         "<h2>Metrics</h2><p>Accuracy counts abstentions (uncertain, refused, unparseable) as wrong; coverage "
         "is the share answered real or synthetic; sensitivity and specificity (positive class: synthetic) "
         "are over answered images; 95% Wilson intervals.</p>" + metrics_table(groups)
+        + f"<p class=meta>{esc(label_sources_sentence(label_sources(con, filters)))}</p>"
         + "<h2>Confusion matrices</h2><p>Rows: truth; columns: the model's label; each cell: count and share "
         f"of its row.</p><div class=matrices>{''.join(cms)}</div>" + comparisons(con, filters, groups)
         + errors_table(con, filters)

@@ -62,3 +62,26 @@ def test_methods_describe_square_preparation(tmp_path: Path) -> None:
     assert ("padded to a square on black (centred) and resized to exactly 512 x 512 px (smaller images "
             "upscaled) and re-encoded as PNG without metadata") in text
     assert "at most 512 px" not in text
+
+
+def test_methods_and_report_say_who_set_the_labels(tmp_path) -> None:
+    """'N of M labels set by a reviewer ...' in the methods text and the report, from the readings."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from cache.methods import methods_text
+    from cache.report import build_report
+    from cache.store import Store
+    from tests.pipeline_helpers import ROOT
+
+    shutil.copytree(ROOT / "tests" / "data" / "frozen_v1" / "store", tmp_path / "store")
+    store = Store(tmp_path / "store")
+    (key,) = store.connect().execute("SELECT key FROM results WHERE model = 'openai:gpt-4o-mini' "
+                                     "ORDER BY key LIMIT 1").fetchone()
+    store.append([{"reading_id": "r-1", "key": key, "created_at": datetime.now(UTC), "authority": "reviewer",
+                   "label": "real", "made_by": "dr-ada"}], "readings")
+    sentence = ("1 of 29 labels set by a reviewer, 12 decided by a local detector, the other 16 read from the "
+                "answer by the parser.")
+    text = " ".join(methods_text(store.connect(), runs=store.runs()).split())
+    assert sentence in text and "a human reviewer's outranks both" in text
+    assert sentence in " ".join(build_report(store)[0].split())
