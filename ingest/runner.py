@@ -188,6 +188,13 @@ class Runner:
                         tally.pending += 1
         return tasks
 
+    def call_estimate(self, task: Task) -> float | None:
+        """The estimated cost of one call still to make (None when its model is unpriced)."""
+        return self.prices.estimate(
+            task.provider.spec, self.prompt.text, task.item.width, task.item.height,
+            detail=task.provider.options.detail,
+        )
+
     def estimate(self, tasks: list[Task]) -> None:
         """Fill each model's estimated cost of the calls still to make (None when unpriced)."""
         for provider in self.providers:
@@ -199,12 +206,13 @@ class Runner:
                 continue
             total: float | None = 0.0
             for task in (t for t in tasks if t.provider is provider):
-                cost = self.prices.estimate(
-                    provider.spec, self.prompt.text, task.item.width, task.item.height,
-                    detail=provider.options.detail,
-                )
+                cost = self.call_estimate(task)
                 total = None if cost is None or total is None else total + cost
             tally.estimate_usd = total
+
+    def done_keys(self, con: Any) -> set[str]:
+        """The keys answered ok in the store snapshot ``con`` (never called again)."""
+        return {key for (key,) in con.execute("SELECT key FROM results").fetchall()}
 
     # -- phase 4: call --------------------------------------------------------------------
     def _not_to_call(self, done: set[str]) -> set[str]:
@@ -247,10 +255,7 @@ class Runner:
         """The call's cost estimate, or None when scheduling it would pass the budget."""
         if self.budget_usd is None or task.provider.local or self.prices is None:
             return 0.0
-        estimate = self.prices.estimate(
-            task.provider.spec, self.prompt.text, task.item.width, task.item.height,
-            detail=task.provider.options.detail,
-        ) or 0.0
+        estimate = self.call_estimate(task) or 0.0
         if self.spent + self.inflight + estimate > self.budget_usd:
             return None
         return estimate
@@ -424,7 +429,7 @@ class Runner:
             self.check_duplicates(items)
             parts = self.store.part_names()
             con = self.store.connect()  # one snapshot answers both: what is done, and with which truth
-            done = {key for (key,) in con.execute("SELECT key FROM results").fetchall()}
+            done = self.done_keys(con)
             tasks = self.plan(items, self._not_to_call(done))
             self.check_stored_truth(items, set(self._cached_sha) & done, con)
             claimers.append(KeyClaimer(self.store, owner, parts))
