@@ -384,7 +384,10 @@ class Runner:
     async def execute(self, items: list[ImageItem], tasks: list[Task], writer: StoreWriter,
                       claimer: KeyClaimer) -> None:
         for provider in self.providers:  # local detectors see the whole manifest first (by capability)
-            if provider.entry.capabilities.local_detector and any(t.provider is provider for t in tasks):
+            if not any(t.provider is provider for t in tasks):
+                continue  # nothing to call: its SDK is never imported (a cached re-run stays quick)
+            await asyncio.to_thread(provider.load)
+            if provider.entry.capabilities.local_detector:
                 await provider.prepare(detector_items(items, self.images))
         bar = progress_bar(len(tasks), "calling models", self.progress)
         bar.set_postfix_str(self._postfix())
