@@ -204,7 +204,6 @@ def _provider_options(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ingest.audit import confound_audit
-    from ingest.batch import submit_planned
     from ingest.manifest import read_manifest
     from ingest.pricing import BatchPrices, PriceTable
     from ingest.prompts import load_prompt
@@ -254,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         prep=_prep_options(args),
         repeats=args.repeats, budget_usd=args.budget, prices=prices,
         progress=not args.no_progress, run_meta=meta, wait_claims=args.wait_claims,
-        batch=submit_planned if args.batch else None,
+        batch=_submit_planned() if args.batch else None,
     )
     result = run_with_signals(runner, dry_run=args.dry_run)
     print(format_summary(result, store))
@@ -311,6 +310,12 @@ def cmd_judge(args: argparse.Namespace) -> int:
             print(f"parser vs {row['judge_model']} on {row['model']}: {row['agree']} of {row['judged']} agree "
                   f"({100 * row['agreement']:.1f}%), Cohen's kappa {kappa}; {row['disagreements']} go to review")
     return 130 if result.interrupted else 0
+
+
+def _submit_planned():
+    from ingest.batch import submit_planned  # imported only for --batch
+
+    return submit_planned
 
 
 def format_summary(result, store: Store) -> str:

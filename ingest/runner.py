@@ -23,7 +23,7 @@ from typing import Any
 
 from cache.claiming import KeyClaimer
 from cache.leases import Holder, new_owner_id
-from cache.schema import canonical_json, response_key
+from cache.schema import KeyMaker, canonical_json
 from cache.storage import is_disk_full
 from cache.store import Store, StoreWriter, utcnow
 from ingest.batch_ledger import open_keys
@@ -148,7 +148,7 @@ class Runner:
         by_sha = {i.sha256: i for i in items if i.sha256}
         keys = sorted(cached)
         rows = [by_sha[self._cached_sha[k]].row for k in keys]
-        expected = pa.table({"key": keys, "truth": [r.truth for r in rows],
+        expected = pa.Table.from_pydict({"key": keys, "truth": [r.truth for r in rows],
                              "modality": [r.modality for r in rows], "source": [r.source for r in rows]})
         con.register("expected", expected)
         changed = con.execute(
@@ -170,15 +170,13 @@ class Runner:
         seen: set[str] = set()
         for provider in self.providers:
             tally = self.tallies[provider.spec.raw]
-            params = provider.params()
+            keys = KeyMaker(provider=provider.spec.provider, model=provider.spec.raw, params=provider.params(),
+                            prompt_text=self.prompt.text)
             for item in items:
                 if item.sha256 is None:
                     continue
                 for repeat in range(self.repeats):
-                    key = response_key(
-                        provider=provider.spec.provider, model=provider.spec.raw, params=params,
-                        prompt_text=self.prompt.text, image_sha256=item.sha256, repeat=repeat,
-                    )
+                    key = keys.key(item.sha256, repeat)
                     if key in done:
                         tally.cached += 1
                         self._cached_sha[key] = item.sha256
