@@ -245,15 +245,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(resolve_store(args.store))
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run", "batch": args.batch}
-    if not args.dry_run:
-        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200,
-                                       max_side=args.max_side, square=args.square)
+
+    def audit() -> dict:  # only when there are calls to make: a cached re-run opens no image file
+        return confound_audit(rows, manifest_dir, max_files_per_cell=200, max_side=args.max_side,
+                              square=args.square)
     runner = Runner(
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
         prep=_prep_options(args),
         repeats=args.repeats, budget_usd=args.budget, prices=prices,
         progress=not args.no_progress, run_meta=meta, wait_claims=args.wait_claims,
-        batch=_submit_planned() if args.batch else None,
+        batch=_submit_planned() if args.batch else None, audit=None if args.dry_run else audit,
     )
     result = run_with_signals(runner, dry_run=args.dry_run)
     print(format_summary(result, store))

@@ -93,6 +93,7 @@ class Runner:
         wait_claims: bool = False,
         claim_poll_s: float = 1.0,
         batch: Any = None,
+        audit: Any = None,
     ):
         self.store, self.rows, self.manifest_dir = store, rows, manifest_dir
         self.providers, self.prompt, self.prep = providers, prompt, prep
@@ -111,6 +112,7 @@ class Runner:
         self.warnings: list[str] = []
         self.claimed_by: dict[str, Holder] = {}
         self.batch = batch  # --batch: ``ingest.batch.submit_planned`` answers the plan instead of execute
+        self.audit = audit  # () -> the confound audit for the run record, when there are calls to make
 
     async def identify(self) -> list[ImageItem]:
         """Phase 1: every manifest row with its prepared image's sha256 (or its ImageError)."""
@@ -434,6 +436,8 @@ class Runner:
             done = self.done_keys(con)
             tasks = self.plan(items, self._not_to_call(done))
             self.check_stored_truth(items, set(self._cached_sha) & done, con)
+            if tasks and self.audit is not None:
+                self.run_meta["audit"] = self.audit()
             claimers.append(KeyClaimer(self.store, owner, parts))
             result.image_errors = self.record_image_errors(items, writer)
             result.timings["plan_s"] = round(time.perf_counter() - clock - result.timings["identify_s"], 3)
