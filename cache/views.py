@@ -9,8 +9,8 @@
   the newest reading of the highest authority (reviewer > judge > parser; the row's own label is
   the parser's reading at ingest time, and ``cache reparse`` adds newer parser readings). Adds
   ``label_source`` (parser | provider | reader | judge | reviewer), ``label_by``, ``label_rule``,
-  ``label_span_start/_end``, ``needs_review`` (the parser was undecided, or parser and judge
-  disagree, and no reviewer has settled it), ``parser_label``, ``judge_label``, ``judge_model``,
+  ``label_span_start/_end``, ``needs_review`` (the parser was undecided and no judge read the
+  answer, or a judge read a committed parser label otherwise; a reviewer's label settles both), ``parser_label``, ``judge_label``, ``judge_model``,
   ``reviewer_label``, and ``answered``, ``correct``, ``outcome`` (correct | wrong | abstained) from
   the label. This is what metrics use (DESIGN: labels and metrics). The row's stored ``label`` is
   kept as ``stored_label``. Keys are unique almost always, so only keys seen twice go through the
@@ -55,6 +55,7 @@ WITH r AS (
   UNION ALL
   SELECT target_key, {_RANK['judge']}, created_at, label, confidence, 'judge', NULL, NULL, needs_review, model
   FROM responses WHERE task = 'judge' AND status = 'ok' AND target_key IS NOT NULL
+    AND label IN ('real', 'synthetic', 'uncertain', 'refused')  -- a judge reply it could not read is no reading
   UNION ALL
   SELECT key, {_RANK['reviewer']}, created_at, label, NULL, 'reviewer', NULL, NULL, false, made_by
   FROM readings WHERE authority = 'reviewer'
@@ -93,7 +94,11 @@ def results_sql(with_readings: bool = True) -> str:
 
         source = (f"CASE WHEN p.best.rank = {_RANK['reviewer']} THEN 'reviewer' WHEN p.best.rank = "
                   f"{_RANK['judge']} THEN 'judge' WHEN {reparsed} THEN 'parser' ELSE {_OWN_SOURCE} END")
-        review = (f"p.reviewer_label IS NULL AND ({parser_review} OR (p.judge_label IS NOT NULL "
+        # a person should look when the parser was undecided and no judge has read the answer, or
+        # when a judge read a committed parser label otherwise (a judge settling an undecided
+        # parser is not a disagreement); a reviewer's label settles either
+        review = (f"p.reviewer_label IS NULL AND (({parser_review} AND p.judge_label IS NULL) OR "
+                  f"(p.judge_label IS NOT NULL AND NOT {parser_review} "
                   f"AND p.judge_label IS DISTINCT FROM {parser_label}))")
         others, join = "p.judge_label, p.judge_model, p.reviewer_label", "LEFT JOIN _readings p USING (key)"
     else:

@@ -74,6 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
     batch_cli.add_run_args(run)
 
+    judge = sub.add_parser("judge", help="a judge model reads stored answers (text only) into labels")
+    judge.add_argument("--model", dest="models", action="append", required=True, metavar="SPEC",
+                       help="the judge model, e.g. openai:gpt-4o-mini (repeatable)")
+    judge.add_argument("--only", choices=("needs_review", "all"), default="needs_review",
+                       help="answers the parser could not decide (default), or every parser-read answer")
+    judge.add_argument("--prompt", default="judge", help="judge prompt id or .txt file (header 'task: judge')")
+    judge.add_argument("--judged-model", action="append", default=[], metavar="SPEC",
+                       help="only answers of this model (repeatable)")
+    judge.add_argument("--modality", action="append", default=[], help="only this modality (repeatable)")
+    _store_arg(judge)
+    for name, kind, default, text in (("--concurrency", int, None, "calls in flight per judge model"),
+                                      ("--rpm", float, None, "requests per minute per judge model"),
+                                      ("--limit", int, None, "judge at most N answers"),
+                                      ("--budget", float, None, "stop scheduling calls past this spend (USD)"),
+                                      ("--temperature", float, 0.0, None), ("--max-tokens", int, 300, None),
+                                      ("--timeout", float, 120.0, "seconds per call"),
+                                      ("--max-attempts", int, 6, "attempts per call, retries included"),
+                                      ("--max-retry-wait", float, 120.0, "longest Retry-After / backoff wait (s)")):
+        judge.add_argument(name, type=kind, default=default, help=text)
+    judge.add_argument("--dry-run", action="store_true", help="print the calls still to make and their cost")
+    judge.add_argument("--wait-claims", action="store_true", help="wait for keys another run is calling")
+    judge.add_argument("--compat-key-env", metavar="NAME", help="env var holding the key for compat: servers")
+    judge.add_argument("--no-progress", action="store_true")
+    judge.set_defaults(detail="high")
+
     imp = sub.add_parser("import", help="store answers collected by hand (CSV or JSONL)")
     imp.add_argument("answers", type=Path)
     imp.add_argument("--manifest", type=Path, required=True)
@@ -119,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"scan": cmd_scan, "run": cmd_run, "import": cmd_import, "batches": batch_cli.cmd_batches,
+    handler = {"scan": cmd_scan, "run": cmd_run, "judge": cmd_judge, "import": cmd_import, "batches": batch_cli.cmd_batches,
                "models": cmd_models, "prompts": cmd_prompts}[args.command]
     try:
         return handler(args)
@@ -179,7 +204,6 @@ def _provider_options(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ingest.audit import confound_audit
-    from ingest.batch import submit_planned
     from ingest.manifest import read_manifest
     from ingest.pricing import BatchPrices, PriceTable
     from ingest.prompts import load_prompt
@@ -221,15 +245,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(resolve_store(args.store))
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run", "batch": args.batch}
-    if not args.dry_run:
-        meta["audit"] = confound_audit(rows, manifest_dir, max_files_per_cell=200,
-                                       max_side=args.max_side, square=args.square)
+
+    def audit() -> dict:  # only when there are calls to make: a cached re-run opens no image file
+        return confound_audit(rows, manifest_dir, max_files_per_cell=200, max_side=args.max_side,
+                              square=args.square)
     runner = Runner(
         store=store, rows=rows, manifest_dir=manifest_dir, providers=providers, prompt=prompt,
         prep=_prep_options(args),
         repeats=args.repeats, budget_usd=args.budget, prices=prices,
         progress=not args.no_progress, run_meta=meta, wait_claims=args.wait_claims,
-        batch=submit_planned if args.batch else None,
+        batch=_submit_planned() if args.batch else None, audit=None if args.dry_run else audit,
     )
     result = run_with_signals(runner, dry_run=args.dry_run)
     print(format_summary(result, store))
@@ -238,6 +263,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.batch and not args.dry_run:
         return batch_cli.after_run(store, prices.table, result, args)
     return 130 if result.interrupted else 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from cache.filters import Filters
+    from cache.review import judge_agreement
+    from ingest.images import PrepOptions
+    from ingest.judge import JudgeRunner
+    from ingest.pricing import PriceTable
+    from ingest.prompts import load_prompt
+    from ingest.providers.base import SpecError
+    from ingest.providers.registry import create_provider, parse_spec
+    from ingest.runner import run_with_signals
+
+    for name in ("limit", "concurrency", "max_tokens", "max_attempts"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SpecError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("rpm", "budget", "timeout"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise SpecError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    specs = list({spec.raw: spec for spec in (parse_spec(s) for s in args.models)}.values())
+    providers = [create_provider(spec, _provider_options(args)) for spec in specs]
+    if not args.dry_run:
+        for provider in providers:
+            provider.check_credentials()
+    try:
+        prices = PriceTable.load()
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    if args.budget is not None and any(prices.cost(p.spec, 1, 1) is None for p in providers):
+        raise SpecError("--budget cannot be kept for an unpriced judge model: add it to data/prices.csv")
+    store = Store(resolve_store(args.store))
+    filters = Filters(model=args.judged_model, modality=args.modality)
+    runner = JudgeRunner(
+        store=store, providers=providers, prompt=load_prompt(args.prompt), prep=PrepOptions(),
+        budget_usd=args.budget, prices=prices, progress=not args.no_progress, wait_claims=args.wait_claims,
+        only=args.only, filters=filters, limit=args.limit,
+        run_meta={"command": "ingest judge", "only": args.only, "filters": filters.as_dict()},
+    )
+    result = run_with_signals(runner, dry_run=args.dry_run)
+    print(format_summary(result, store))
+    if not args.dry_run:
+        for row in judge_agreement(store.connect(), filters):
+            kappa = "-" if row["kappa"] is None else f"{row['kappa']:.3f}"
+            print(f"parser vs {row['judge_model']} on {row['model']}: {row['agree']} of {row['judged']} agree "
+                  f"({100 * row['agreement']:.1f}%), Cohen's kappa {kappa}; {row['disagreements']} go to review")
+    return 130 if result.interrupted else 0
+
+
+def _submit_planned():
+    from ingest.batch import submit_planned  # imported only for --batch
+
+    return submit_planned
 
 
 def format_summary(result, store: Store) -> str:

@@ -71,7 +71,7 @@ class PrepMemo:
             return
         keys = list(self.entries)
         values = [self.entries[k] for k in keys]
-        table = pa.table(
+        table = pa.Table.from_pydict(  # (pa.table would import pandas to check its argument)
             {
                 "path": [k[0] for k in keys], "size": [k[1] for k in keys],
                 "mtime_ns": [k[2] for k in keys], "prep": [k[3] for k in keys],

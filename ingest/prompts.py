@@ -1,7 +1,8 @@
 """Versioned prompt files under ``data/prompts/``.
 
-Each file is a small header (``id``, ``version``, ``structured``, ``description``), a line ``---``,
-then the exact text sent to the model. The text's sha256 is recorded with every response and is part
+Each file is a small header (``id``, ``version``, ``structured``, ``description``, and ``task``:
+``detect`` by default, ``judge`` for a judge's extraction prompt, whose text holds ``{answer}``), a
+line ``---``, then the exact text sent to the model. The text's sha256 is recorded with every response and is part
 of the cache key, so editing a prompt can never be mistaken for the old one.
 """
 
@@ -29,6 +30,7 @@ class Prompt:
     description: str
     text: str
     path: Path
+    task: str = "detect"  #: cache.schema.TASKS: what the prompt asks (detect: an image; judge: an answer)
 
     @property
     def sha256(self) -> str:
@@ -54,7 +56,13 @@ def parse_prompt_file(path: Path) -> Prompt:
         version = int(meta.get("version", "1"))
     except ValueError as exc:
         raise PromptError(f"{path}: version must be a whole number, got {meta['version']!r}") from exc
+    task = meta.get("task", "detect")
+    if task not in ("detect", "judge"):
+        raise PromptError(f"{path}: task must be detect or judge, got {task!r}")
+    if task == "judge" and "{answer}" not in body:
+        raise PromptError(f"{path}: a judge prompt must hold {{answer}}, where the answer text goes")
     return Prompt(
+        task=task,
         id=meta.get("id", path.stem),
         version=version,
         structured=meta.get("structured", "false").lower() in ("true", "yes", "1"),

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cache.parse import parse_answer, reading_columns
 from cache.store import utcnow
 from ingest.providers.base import Reply
 
@@ -70,5 +69,7 @@ def response_row(
         reading = {"label": reply.label, "confidence": reply.confidence,
                    "interpretation": reply.interpretation, "label_rule": "provider"}  # fmt: skip
     else:
+        from cache.parse import parse_answer, reading_columns  # on use: its patterns take 0.2 s to compile
+
         reading = reading_columns(parse_answer(reply.text, reply.finish_reason, reply.refusal))
     return row | reading | usage_columns(reply, price) | {"status": "ok", "raw_text": reply.text}

@@ -23,7 +23,7 @@ from typing import Any
 
 from cache.claiming import KeyClaimer
 from cache.leases import Holder, new_owner_id
-from cache.schema import canonical_json, response_key
+from cache.schema import KeyMaker, canonical_json
 from cache.storage import is_disk_full
 from cache.store import Store, StoreWriter, utcnow
 from ingest.batch_ledger import open_keys
@@ -93,6 +93,7 @@ class Runner:
         wait_claims: bool = False,
         claim_poll_s: float = 1.0,
         batch: Any = None,
+        audit: Any = None,
     ):
         self.store, self.rows, self.manifest_dir = store, rows, manifest_dir
         self.providers, self.prompt, self.prep = providers, prompt, prep
@@ -111,6 +112,7 @@ class Runner:
         self.warnings: list[str] = []
         self.claimed_by: dict[str, Holder] = {}
         self.batch = batch  # --batch: ``ingest.batch.submit_planned`` answers the plan instead of execute
+        self.audit = audit  # () -> the confound audit for the run record, when there are calls to make
 
     async def identify(self) -> list[ImageItem]:
         """Phase 1: every manifest row with its prepared image's sha256 (or its ImageError)."""
@@ -143,18 +145,19 @@ class Runner:
         in DuckDB, so a store of 10^6 answers is not pulled into Python."""
         if not cached:
             return
-        import pyarrow as pa
-
         by_sha = {i.sha256: i for i in items if i.sha256}
         keys = sorted(cached)
         rows = [by_sha[self._cached_sha[k]].row for k in keys]
-        expected = pa.table({"key": keys, "truth": [r.truth for r in rows],
-                             "modality": [r.modality for r in rows], "source": [r.source for r in rows]})
-        con.register("expected", expected)
+        # the expected values go in as list parameters: converting Python lists to Arrow would make
+        # pyarrow import pandas (0.25 s of every cached re-run)
         changed = con.execute(
+            "WITH e AS (SELECT unnest($1::VARCHAR[]) AS key, unnest($2::VARCHAR[]) AS truth, "
+            "unnest($3::VARCHAR[]) AS modality, unnest($4::VARCHAR[]) AS source) "
             "SELECT count(*) OVER (), e.key, r.truth, r.modality, coalesce(r.source, '') FROM results r "
-            "JOIN expected e USING (key) WHERE r.truth IS DISTINCT FROM e.truth OR r.modality IS DISTINCT "
-            "FROM e.modality OR coalesce(r.source, '') <> e.source LIMIT 1").fetchone()
+            "JOIN e USING (key) WHERE r.truth IS DISTINCT FROM e.truth OR r.modality IS DISTINCT "
+            "FROM e.modality OR coalesce(r.source, '') <> e.source LIMIT 1",
+            [keys, [r.truth for r in rows], [r.modality for r in rows], [r.source or "" for r in rows]],
+        ).fetchone()
         if changed:
             count, key, *stored = changed
             row = by_sha[self._cached_sha[key]].row
@@ -170,15 +173,13 @@ class Runner:
         seen: set[str] = set()
         for provider in self.providers:
             tally = self.tallies[provider.spec.raw]
-            params = provider.params()
+            keys = KeyMaker(provider=provider.spec.provider, model=provider.spec.raw, params=provider.params(),
+                            prompt_text=self.prompt.text)
             for item in items:
                 if item.sha256 is None:
                     continue
                 for repeat in range(self.repeats):
-                    key = response_key(
-                        provider=provider.spec.provider, model=provider.spec.raw, params=params,
-                        prompt_text=self.prompt.text, image_sha256=item.sha256, repeat=repeat,
-                    )
+                    key = keys.key(item.sha256, repeat)
                     if key in done:
                         tally.cached += 1
                         self._cached_sha[key] = item.sha256
@@ -187,6 +188,13 @@ class Runner:
                         tasks.append(Task(item, provider, repeat, key))
                         tally.pending += 1
         return tasks
+
+    def call_estimate(self, task: Task) -> float | None:
+        """The estimated cost of one call still to make (None when its model is unpriced)."""
+        return self.prices.estimate(
+            task.provider.spec, self.prompt.text, task.item.width, task.item.height,
+            detail=task.provider.options.detail,
+        )
 
     def estimate(self, tasks: list[Task]) -> None:
         """Fill each model's estimated cost of the calls still to make (None when unpriced)."""
@@ -199,12 +207,13 @@ class Runner:
                 continue
             total: float | None = 0.0
             for task in (t for t in tasks if t.provider is provider):
-                cost = self.prices.estimate(
-                    provider.spec, self.prompt.text, task.item.width, task.item.height,
-                    detail=provider.options.detail,
-                )
+                cost = self.call_estimate(task)
                 total = None if cost is None or total is None else total + cost
             tally.estimate_usd = total
+
+    def done_keys(self, con: Any) -> set[str]:
+        """The keys answered ok in the store snapshot ``con`` (never called again)."""
+        return {key for (key,) in con.execute("SELECT key FROM results").fetchall()}
 
     # -- phase 4: call --------------------------------------------------------------------
     def _not_to_call(self, done: set[str]) -> set[str]:
@@ -247,10 +256,7 @@ class Runner:
         """The call's cost estimate, or None when scheduling it would pass the budget."""
         if self.budget_usd is None or task.provider.local or self.prices is None:
             return 0.0
-        estimate = self.prices.estimate(
-            task.provider.spec, self.prompt.text, task.item.width, task.item.height,
-            detail=task.provider.options.detail,
-        ) or 0.0
+        estimate = self.call_estimate(task) or 0.0
         if self.spent + self.inflight + estimate > self.budget_usd:
             return None
         return estimate
@@ -379,7 +385,10 @@ class Runner:
     async def execute(self, items: list[ImageItem], tasks: list[Task], writer: StoreWriter,
                       claimer: KeyClaimer) -> None:
         for provider in self.providers:  # local detectors see the whole manifest first (by capability)
-            if provider.entry.capabilities.local_detector and any(t.provider is provider for t in tasks):
+            if not any(t.provider is provider for t in tasks):
+                continue  # nothing to call: its SDK is never imported (a cached re-run stays quick)
+            await asyncio.to_thread(provider.load)
+            if provider.entry.capabilities.local_detector:
                 await provider.prepare(detector_items(items, self.images))
         bar = progress_bar(len(tasks), "calling models", self.progress)
         bar.set_postfix_str(self._postfix())
@@ -424,9 +433,11 @@ class Runner:
             self.check_duplicates(items)
             parts = self.store.part_names()
             con = self.store.connect()  # one snapshot answers both: what is done, and with which truth
-            done = {key for (key,) in con.execute("SELECT key FROM results").fetchall()}
+            done = self.done_keys(con)
             tasks = self.plan(items, self._not_to_call(done))
             self.check_stored_truth(items, set(self._cached_sha) & done, con)
+            if tasks and self.audit is not None:
+                self.run_meta["audit"] = self.audit()
             claimers.append(KeyClaimer(self.store, owner, parts))
             result.image_errors = self.record_image_errors(items, writer)
             result.timings["plan_s"] = round(time.perf_counter() - clock - result.timings["identify_s"], 3)

@@ -67,22 +67,22 @@ def test_sigterm_flushes_and_tells_how_to_resume(manifest: Path, tmp_path: Path)
 def test_a_bug_in_parsing_one_answer_does_not_end_the_run(manifest: Path, tmp_path: Path, monkeypatch) -> None:
     import asyncio
 
+    from cache import parse as parse_mod
     from cache.store import Store
-    from ingest import rows as rows_mod
     from ingest import runner as runner_mod
     from ingest.images import PrepOptions
     from ingest.manifest import read_manifest
     from ingest.prompts import load_prompt
     from ingest.providers.base import ProviderOptions, create_provider, parse_spec
 
-    real_parse = rows_mod.parse_answer
+    real_parse = parse_mod.parse_answer
 
     def flaky(text, finish_reason=None, refusal=None):
         if text == "BOOM":
             raise RuntimeError("parser bug")
         return real_parse(text, finish_reason, refusal)
 
-    monkeypatch.setattr(rows_mod, "parse_answer", flaky)
+    monkeypatch.setattr(parse_mod, "parse_answer", flaky)
     with OpenAIServer(default=("ok", "Real.")) as server:
         server.push(("ok", "BOOM"))
         provider = create_provider(parse_spec(f"compat:m@{server.base_url}"), ProviderOptions(concurrency=1))

@@ -267,3 +267,17 @@ def test_journal_survives_a_torn_tail_and_reserves_space_ahead(tmp_path: Path) -
     assert read_segment(store.storage, name).column("key").to_pylist() == ["k1"]
     path.write_bytes(data[:first] + b"MLJ1" + data[first + 4 : first + 60] + b"\xff" * 64)  # bad CRC
     assert read_segment(store.storage, name).column("key").to_pylist() == ["k1"]
+
+
+def test_key_maker_gives_exactly_the_response_keys() -> None:
+    from cache.schema import KeyMaker
+
+    for params in ({}, {"temperature": 0.0, "max_tokens": 1024, "detail": "high"}, {"ü": 'quote " and \\ x'}):
+        for provider, model, prompt in (("openai", "openai:gpt-4o", "Is it real?"),
+                                        ("compat", "compat:llava@http://127.0.0.1:1/v1", "Réel ? \u2028")):
+            maker = KeyMaker(provider=provider, model=model, params=params, prompt_text=prompt)
+            for sha, repeat in (("ab" * 32, 0), ("0f" * 32, 7)):
+                assert maker.key(sha, repeat) == response_key(provider=provider, model=model, params=params,
+                                                              prompt_text=prompt, image_sha256=sha, repeat=repeat)
+    with pytest.raises(ValueError):
+        maker.key('x"y', 0)

@@ -186,6 +186,11 @@ class Provider(ABC):
     def concurrency(self) -> int:
         return self.options.concurrency or self.entry.default_concurrency
 
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Import the SDK (seconds for some) before the first call, so no call's timeout is spent on
+        it. The runner calls it only for providers with calls to make: a fully cached re-run, or
+        listing the providers, imports no SDK."""
+
     def params(self) -> dict[str, Any]:
         """Generation parameters that change the answer; part of the cache key."""
         return {"temperature": self.options.temperature, "max_tokens": self.options.max_tokens}

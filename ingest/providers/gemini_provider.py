@@ -157,11 +157,12 @@ class GeminiProvider(Provider):
 
     def __init__(self, spec: ModelSpec, options: ProviderOptions):
         super().__init__(spec, options)
-        from google import genai  # noqa: F401 - loaded now, not within the first call's timeout
-
         self._client: genai.Client | None = None  # keep the reference: a temporary is closed
         self._http: httpx2.AsyncClient | None = None
         self.structured_supported = True
+
+    def load(self) -> None:
+        from google import genai  # noqa: F401 - imported before the first call (see Provider.load)
 
     def client_key(self) -> str | None:
         """The key, or an ``auth`` ProviderError naming the env vars when a required one is unset."""

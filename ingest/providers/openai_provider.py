@@ -105,10 +105,11 @@ class OpenAIProvider(Provider):
 
     def __init__(self, spec: ModelSpec, options: ProviderOptions):
         super().__init__(spec, options)
-        import openai  # noqa: F401 - loaded now, so the first call's timeout is not spent importing it
-
         self._client: openai.AsyncOpenAI | None = None
         self.structured_supported = True
+
+    def load(self) -> None:
+        import openai  # noqa: F401 - imported before the first call (see Provider.load)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "detail": self.options.detail}

@@ -177,6 +177,7 @@ async def call_with_retry(
         sleep=sleep,
         reraise=True,
     )
+    provider.load()  # the SDK is imported before the first attempt's timeout starts (once per process)
     try:
         async for attempt in retrying:
             with attempt:
