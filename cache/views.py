@@ -22,7 +22,8 @@
   for the same (model, prompt_id, image_path, repeat); call errors keep the plain anti-join on key.
 
 A connection is a snapshot of the parts present when it was made (see ``install_views``): reconnect
-to see what a running ingest wrote since.
+to see what a running ingest wrote since. On an S3 store the table views read an Arrow dataset of the
+listed objects (``parts_source``); every other view is the same SQL.
 """
 
 from __future__ import annotations
@@ -192,6 +193,28 @@ def table_view_sql(con: duckdb.DuckDBPyConnection, table: str, files: list[str])
     return f"SELECT {', '.join(columns)} FROM {source}"
 
 
+def parts_source(con: duckdb.DuckDBPyConnection, store: Store, table: str, names: list[str]) -> str:
+    """A FROM-expression over the parts ``names`` of ``table`` (store-relative, non-empty).
+
+    A local store: ``read_parquet`` of the files (``union_by_name``). An S3 store: a view over an Arrow
+    dataset of exactly those objects, with the declared schema (cache.schema.TABLES): DuckDB's httpfs
+    cannot be installed offline, and an explicit file list keeps the connection a snapshot. A column a
+    part lacks reads as NULL; one no version declares is left out. The view is made with
+    ``from_arrow(...).create_view``: unlike ``con.register``, the connection's cursors see it."""
+    if not store.remote:
+        files = [str(store.root / n) for n in names]
+        return f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
+    import pyarrow.dataset as ds
+
+    filesystem, paths = store.storage.arrow_files(names)
+    dataset = ds.FileSystemDataset.from_paths(
+        paths, schema=arrow_schema(table), format=ds.ParquetFileFormat(), filesystem=filesystem
+    )
+    view = f"_parts_{table}"
+    con.from_arrow(dataset).create_view(view, replace=True)
+    return view
+
+
 def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     """Create the table views, ``results`` and ``failures`` on ``con`` for ``store``.
 
@@ -202,8 +225,13 @@ def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     parts written later; a part removed by ``compact`` makes the old snapshot raise IOException.
     """
     for table in TABLES:
-        parts = [str(p) for p in store.part_paths(table)]
-        body = table_view_sql(con, table, parts) if parts else empty_view_sql(table)
+        names = store.part_names(table)
+        if not names:
+            body = empty_view_sql(table)
+        elif store.remote:  # typed by the dataset's declared schema
+            body = f"SELECT * FROM {parts_source(con, store, table, names)}"
+        else:
+            body = table_view_sql(con, table, [str(store.root / n) for n in names])
         con.execute(f"CREATE OR REPLACE VIEW {table} AS {body}")
     con.execute(DUP_KEYS_SQL)
     con.execute(READINGS_SQL)
