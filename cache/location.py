@@ -74,6 +74,10 @@ def parse_location(text: str | os.PathLike[str] | S3Location) -> StoreLocation:
     if isinstance(text, S3Location):
         return text
     if isinstance(text, Path):
+        if str(text)[:4].lower() == "s3:/":  # Path("s3://b/p") collapsed the '//': not a folder
+            raise StoreLocationError(
+                f"{text}: an s3:// location was turned into a local path; pass it as given, s3://bucket/prefix"
+            )
         return text
     raw = os.fspath(text)
     if not raw.strip():
@@ -95,16 +99,18 @@ def parse_location(text: str | os.PathLike[str] | S3Location) -> StoreLocation:
 def parse_s3(raw: str) -> S3Location:
     """Parse and validate ``s3://bucket[/prefix]``; raises StoreLocationError naming the fix."""
     rest = raw[len(SCHEME) :]
-    if any(c in rest for c in "?#\\") or any(ord(c) < 32 or ord(c) == 127 for c in rest):
-        raise StoreLocationError(
-            f"{raw!r}: an S3 store location has no query, fragment, backslash or control character; "
-            "write it as s3://bucket/prefix"
-        )
     bucket, _, prefix = rest.partition("/")
-    if "@" in bucket or ":" in bucket:
+    if "@" in bucket or ":" in bucket:  # not echoed: it may hold a key or a password
         raise StoreLocationError(
-            f"{raw}: credentials and endpoints do not go into the store location; write "
-            "s3://bucket/prefix and set AWS_ENDPOINT_URL and the AWS credential variables (or AWS_PROFILE)"
+            f"s3://{bucket.rsplit('@', 1)[-1]}/...: credentials and endpoints do not go into the store "
+            "location; write s3://bucket/prefix and set AWS_ENDPOINT_URL and the AWS credential "
+            "variables (or AWS_PROFILE)"
+        )
+    if any(c in rest for c in "?#\\") or any(ord(c) < 32 or ord(c) == 127 for c in rest):
+        shown = "".join(c for c in rest.split("?", 1)[0].split("#", 1)[0] if c.isprintable())
+        raise StoreLocationError(
+            f"s3://{shown}...: an S3 store location has no query, fragment, backslash or control "
+            "character; write it as s3://bucket/prefix"
         )
     if not _BUCKET.fullmatch(bucket) or ".." in bucket or _IP.fullmatch(bucket):
         raise StoreLocationError(

@@ -200,11 +200,9 @@ def build_report(store: Store, filters: Filters | None = None, gallery_limit: in
     cms = matrices(con, filters, groups)
     cards, shown, total = gallery(store, con, filters, gallery_limit)
     note = ""
-    try:  # a demo store says so; demo.json is a small file of the store (capped, regular files only)
-        demo = json.loads(read_capped(store.root / "demo.json", 1 << 20))
+    demo = store.read_json("demo.json", 1 << 20)  # a demo store says so (capped, regular files only)
+    if isinstance(demo, dict):
         note = f'<p class="note"><b>Demo data.</b> {esc(demo.get("contents", ""))}</p>'
-    except (OSError, ValueError, AttributeError):
-        pass
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in
                        (("model", filters.model), ("modality", filters.modality), ("prompt", filters.prompt_id)) if v)
     methods = methods_text(con, filters, runs=store.runs())

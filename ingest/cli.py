@@ -22,12 +22,13 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = ()
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
+    from cache.location import StoreLocationError
     from ingest.importer import ImportFileError
     from ingest.manifest import ManifestError
     from ingest.prompts import PromptError
     from ingest.providers.base import MissingCredentials, SpecError
 
-    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError)
+    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError, StoreLocationError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +100,7 @@ def _prep_options(args: argparse.Namespace):
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", help="store directory (default: $MEDLENS_STORE or data/store)")
+    parser.add_argument("--store", help="store directory or s3://bucket/prefix (default: $MEDLENS_STORE or data/store)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise SpecError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    store = Store(resolve_store(args.store))  # a malformed --store fails before any file is read
     prompt = load_prompt(args.prompt)
     rows = read_manifest(args.manifest)[: args.limit]
     options = _provider_options(args)
@@ -197,7 +199,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if unpriced:
             raise SpecError(f"--budget cannot be kept for unpriced model(s) {', '.join(unpriced)}: add them "
                             "to data/prices.csv (or $MEDLENS_PRICES), or run without --budget")
-    store = Store(resolve_store(args.store))
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run"}
     if not args.dry_run:
@@ -264,10 +265,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ingest.manifest import read_manifest
     from ingest.prompts import load_prompt
 
+    store = Store(resolve_store(args.store))  # a malformed --store fails before any file is read
     prompt = load_prompt(args.prompt)
     answers = read_answers(args.answers)
     rows = read_manifest(args.manifest)
-    store = Store(resolve_store(args.store))
     images = ImageCache(_prep_options(args), store)
     items = asyncio.run(identify_images(rows, args.manifest.resolve().parent, images, progress=False))
     new_rows = build_import_rows(answers, args.answers, items, f"import:{args.model}", prompt)
