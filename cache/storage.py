@@ -301,10 +301,10 @@ class LocalStorage:
         self.delete(name)
 
     def _walk(self, prefix: str) -> Iterator[str]:
-        base = self.path(prefix)
+        base = self.path(prefix) if prefix else self.root
         for dirpath, dirs, files in os.walk(base):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in files:
                 if not name.startswith("."):
-                    yield f"{rel}/{name}"
+                    yield name if rel == "." else f"{rel}/{name}"
