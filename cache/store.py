@@ -46,7 +46,7 @@ from cache.leases import CLAIMS, LEASES, Claims, Liveness, Owner, StoreBusy, lay
 from cache.location import S3Location, StoreLocation, parse_location
 from cache.redact import scrub_json, scrub_secrets, scrub_secrets_table
 from cache.schema import SCHEMA_VERSION, TABLES, arrow_schema
-from cache.storage import LocalStorage, Storage, is_disk_full
+from cache.storage import Entry, LocalStorage, Storage, is_disk_full
 from cache.untrusted import MiB, read_capped, require_run_id, require_sha256
 
 DEFAULT_STORE = Path("data/store")
@@ -281,6 +281,15 @@ class Store:
         A part that a complete merged part replaces is left out (compaction in progress or killed);
         with ``include_replaced``, those names are added (present or already removed)."""
         names = [n for n in self.storage.list(table, recursive=True) if n.endswith(".parquet")]
+        return self._holding(names, include_replaced)
+
+    def part_entries(self, table: str = "responses") -> list[Entry]:
+        """The parts of ``table`` that hold its rows, with sizes and times (one listing; see ``part_names``)."""
+        entries = [e for e in self.storage.entries(table) if e.name.endswith(".parquet")]
+        keep = set(self._holding([e.name for e in entries]))
+        return [e for e in entries if e.name in keep]
+
+    def _holding(self, names: list[str], include_replaced: bool = False) -> list[str]:
         replaced: set[str] = set()
         for name in names:
             if name.rsplit("/", 1)[-1].startswith("merged-"):
@@ -296,8 +305,7 @@ class Store:
 
     def part_sizes(self, table: str = "responses") -> dict[str, int]:
         """Bytes of each part of ``table`` that holds rows (one listing; see ``part_names``)."""
-        names = set(self.part_names(table))
-        return {e.name: e.size for e in self.storage.entries(table) if e.name in names}
+        return {e.name: e.size for e in self.part_entries(table)}
 
     def foreign_parts(self, table: str = "responses") -> list[tuple[str, str]]:
         """(file, reason) for Parquet files among ``table``'s parts that are not MedLens parts
