@@ -105,7 +105,7 @@ def _main(argv: list[str] | None) -> int:
         code = handler(store, args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the boundary, not at exit
         return code
-    except BundleError as exc:
+    except (BundleError, StoreLocationError) as exc:  # e.g. `import s3://...`: a bundle is a local file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StoreBusy as exc:  # another process compacts or imports: it is named

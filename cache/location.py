@@ -81,7 +81,9 @@ def parse_location(text: str | os.PathLike[str] | S3Location) -> StoreLocation:
         return text
     raw = os.fspath(text)
     if not raw.strip():
-        raise StoreLocationError("the store location is empty; pass --store DIR or --store s3://bucket/prefix")
+        raise StoreLocationError(
+            "the store location is empty; pass --store DIR or --store s3://bucket/prefix"
+        )
     if is_s3(raw):
         return parse_s3(raw)
     scheme = _URL_SCHEME.match(raw)
@@ -132,5 +134,7 @@ def parse_s3(raw: str) -> S3Location:
                     "! - _ . ( ) = ; rename it, e.g. s3://bucket/team/study1"
                 )
         if len(prefix.encode()) > MAX_PREFIX:
-            raise StoreLocationError(f"{raw}: the prefix is longer than {MAX_PREFIX} bytes; use a shorter one")
+            raise StoreLocationError(
+                f"{raw}: the prefix is longer than {MAX_PREFIX} bytes; use a shorter one"
+            )
     return S3Location(bucket, prefix)

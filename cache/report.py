@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from cache.metrics import (
 from cache.redact import safe_image_path, scrub_secrets, scrub_text
 from cache.schema import LABELS
 from cache.store import Store, atomic_write_bytes, utcnow
-from cache.untrusted import read_capped
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """

@@ -93,7 +93,11 @@ def _filesystem(session: Any, endpoint: str | None, region: str) -> Any:
         parts = urlsplit(endpoint)
         kwargs |= {"endpoint_override": parts.netloc, "scheme": parts.scheme}
     creds = session.get_credentials()
-    if creds is not None and getattr(creds, "method", "") in ("env", "shared-credentials-file", "config-file"):
+    if creds is not None and getattr(creds, "method", "") in (
+        "env",
+        "shared-credentials-file",
+        "config-file",
+    ):
         frozen = creds.get_frozen_credentials()  # static: both clients sign with the same key
         register_secret(frozen.secret_key)
         register_secret(frozen.token or "")
@@ -107,7 +111,10 @@ def _filesystem(session: Any, endpoint: str | None, region: str) -> Any:
 
 def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return str(
+        response.get("Error", {}).get("Code")
+        or response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    )
 
 
 class S3Storage:
@@ -176,7 +183,9 @@ class S3Storage:
 
         for attempt in range(5):
             try:
-                self.client.put_object(Bucket=self.location.bucket, Key=self.key(name), Body=body, IfNoneMatch="*")
+                self.client.put_object(
+                    Bucket=self.location.bucket, Key=self.key(name), Body=body, IfNoneMatch="*"
+                )
                 return True
             except ClientError as exc:
                 code = _code(exc)
@@ -250,7 +259,9 @@ class S3Storage:
         base = self.location.key(check_name(prefix)) + "/" if prefix else self.location.key("")
         kwargs = {"Prefix": base} | ({} if recursive else {"Delimiter": "/"})
         try:
-            return list(self.client.get_paginator("list_objects_v2").paginate(Bucket=self.location.bucket, **kwargs))
+            return list(
+                self.client.get_paginator("list_objects_v2").paginate(Bucket=self.location.bucket, **kwargs)
+            )
         except Exception as exc:
             raise self._error(exc, "listing", prefix) from None
 
@@ -264,7 +275,9 @@ class S3Storage:
         and 'folders' directly in it."""
         found: set[str] = set()
         for page in self._pages(prefix, recursive):
-            keys = [o["Key"] for o in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+            keys = [o["Key"] for o in page.get("Contents", [])] + [
+                p["Prefix"] for p in page.get("CommonPrefixes", [])
+            ]
             found.update(n for n in map(self._relative, keys) if n)
         return sorted(found)
 
@@ -309,7 +322,9 @@ class S3Log:
             if self.storage.put_if_absent(f"{self.name}/{self.seq:08d}", body):
                 break
             groups = [g.rsplit("/", 1)[-1] for g in self.storage.list(self.name, recursive=True)]
-            self.seq = max([self.seq, *(int(g) for g in groups if g.isdigit())]) + 1  # reopened: after the last
+            self.seq = (
+                max([self.seq, *(int(g) for g in groups if g.isdigit())]) + 1
+            )  # reopened: after the last
         else:
             raise S3StoreError(f"{self.storage.location.url}/{self.name}: no free journal group name")
         self.seq += 1

@@ -22,8 +22,8 @@ import streamlit as st
 
 from cache import bundle, prepared, review, untrusted
 from cache import metrics as cm
-from cache.metrics import Filters
 from cache.location import is_s3, parse_location
+from cache.metrics import Filters
 from cache.schema import TABLES
 from cache.store import Store
 from dashboard import vocab

@@ -67,7 +67,9 @@ def store_texts(store: Store) -> list[str | bytes]:
 # -- locations ---------------------------------------------------------------------------------------
 def test_a_store_location_is_a_folder_or_a_checked_s3_url() -> None:
     assert parse_location("data/store") == Path("data/store")
-    assert parse_location("s3://team-bucket/studies/fundus-2026/") == S3Location("team-bucket", "studies/fundus-2026")
+    assert parse_location("s3://team-bucket/studies/fundus-2026/") == S3Location(
+        "team-bucket", "studies/fundus-2026"
+    )
     assert str(parse_location("S3://my.bucket")) == "s3://my.bucket"
     bad = {
         "s3://Team_Bucket/x": "not a valid bucket name",
@@ -93,7 +95,10 @@ def test_a_malformed_location_is_one_line_and_exit_2(capsys, monkeypatch) -> Non
     monkeypatch.delenv("MEDLENS_STORE", raising=False)
     code, out, err = run_cli("cache", "stats", "--store", "s3://Bad_Bucket/x", capsys=capsys)
     assert code == 2 and out == "" and len(err.splitlines()) == 1
-    assert "'Bad_Bucket' is not a valid bucket name" in err and "fix the bucket in --store or MEDLENS_STORE" in err
+    assert (
+        "'Bad_Bucket' is not a valid bucket name" in err
+        and "fix the bucket in --store or MEDLENS_STORE" in err
+    )
     code, _, err = run_cli("ingest", "run", "--manifest", "m.csv", "--model", "baseline:forensic",
                            "--store", "s3://b/../x", capsys=capsys)  # fmt: skip
     assert code == 2 and "not a valid bucket name" in err
@@ -147,12 +152,24 @@ def test_a_service_that_ignores_if_none_match_is_refused(s3_store: str) -> None:
 # -- reading -------------------------------------------------------------------------------------------
 def test_views_read_the_declared_schema_and_a_connection_is_a_snapshot(s3_store: str) -> None:
     store = Store(s3_store)
-    old = pa.table({"key": ["a" * 64], "status": ["ok"], "model": ["m"], "label": ["real"],
-                    "truth": ["real"], "created_at": pa.array([T0], pa.timestamp("us", tz="UTC"))})
+    old = pa.table(
+        {
+            "key": ["a" * 64],
+            "status": ["ok"],
+            "model": ["m"],
+            "label": ["real"],
+            "truth": ["real"],
+            "created_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
+        }
+    )
     store.put_part("responses/part-old.parquet", old)  # a part written before most columns existed
     store.append([row(1), row(2, status="error", error_type="timeout", label=None)])
     con = store.connect()
-    assert con.execute("SELECT count(*), count(task), count(label_rule) FROM responses").fetchone() == (3, 0, 0)
+    assert con.execute("SELECT count(*), count(task), count(label_rule) FROM responses").fetchone() == (
+        3,
+        0,
+        0,
+    )
     assert con.execute("SELECT count(*) FROM results").fetchone() == (2,)  # old a.., row 1
     assert con.execute("SELECT count(*) FROM failures").fetchone() == (1,)
     cur = con.cursor()  # the dashboard queries through cursors: they see the dataset views too
@@ -218,8 +235,10 @@ def test_compaction_on_s3_killed_midway_leaves_no_duplicate(s3_store: str, monke
 # -- the CLI, bundles and secrets -----------------------------------------------------------------------
 def test_cache_commands_on_an_s3_store_and_bundles_both_ways(s3_store: str, tmp_path: Path, capsys) -> None:
     store = Store(s3_store)
-    store.append([row(i) for i in range(1, 7)] + [row(7, status="error", error_type="timeout", label=None,
-                                                      error_message=f"echo {S3_TEST_SECRET}")])
+    store.append(
+        [row(i) for i in range(1, 7)]
+        + [row(7, status="error", error_type="timeout", label=None, error_message=f"echo {S3_TEST_SECRET}")]
+    )
     store.append([row(8, label="synthetic", raw_text=f"Synthetic. key={S3_TEST_SECRET}")])
     store.write_thumb(row(1)["image_sha256"], _jpeg())
     store.write_run("20261101T000000Z-abc123", {"started_at": "2026-11-01", "note": S3_TEST_SECRET})
@@ -233,7 +252,10 @@ def test_cache_commands_on_an_s3_store_and_bundles_both_ways(s3_store: str, tmp_
     assert "thumbnails 1; runs 1" in stats
     metrics = [run_cli("cache", "metrics", "--json", "--store", where, capsys=capsys)[1]
                for where in (s3_store, str(local.root))]  # fmt: skip
-    assert json.loads(metrics[0]) == json.loads(metrics[1]) and (json.loads(metrics[0])[0]["n"], json.loads(metrics[0])[0]["errors"]) == (7, 1)
+    assert json.loads(metrics[0]) == json.loads(metrics[1]) and (
+        json.loads(metrics[0])[0]["n"],
+        json.loads(metrics[0])[0]["errors"],
+    ) == (7, 1)
 
     bundle = tmp_path / "out.zip"
     code, out, err = run_cli("cache", "export", str(bundle), "--store", s3_store, capsys=capsys)
@@ -249,7 +271,9 @@ def test_cache_commands_on_an_s3_store_and_bundles_both_ways(s3_store: str, tmp_
     assert imported.storage.list("leases") == [] and imported.storage.list("claims") == []
     code, out, err = run_cli("cache", "report", str(tmp_path / "r.html"), "--store", target, capsys=capsys)
     assert code == 0 and "7 of 7 image(s) in the gallery" in out, err
-    assert "data:image/jpeg;base64," in (tmp_path / "r.html").read_text(), "the thumbnail read from the bucket"
+    assert "data:image/jpeg;base64," in (tmp_path / "r.html").read_text(), (
+        "the thumbnail read from the bucket"
+    )
 
     with zipfile.ZipFile(bundle) as archive:
         members = [archive.read(n) for n in archive.namelist()]
@@ -270,7 +294,9 @@ def test_a_secret_from_a_credentials_file_is_scrubbed_too(s3_store: str, tmp_pat
 
     secret = "fileSecretZ9yX8wV7uT6sR5qP4oN3mL2kJ1"
     credentials = tmp_path / "credentials"
-    credentials.write_text(f"[default]\naws_access_key_id = AKIAFROMFILE0000001\naws_secret_access_key = {secret}\n")
+    credentials.write_text(
+        f"[default]\naws_access_key_id = AKIAFROMFILE0000001\naws_secret_access_key = {secret}\n"
+    )
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))

@@ -60,8 +60,11 @@ class Reader(threading.Thread):
         while not self.stop.is_set():
             try:
                 con = Store(self.url).connect()
-                self.seen.append(con.execute(
-                    "SELECT count(*), count(DISTINCT key) FROM responses WHERE status = 'ok'").fetchone())
+                self.seen.append(
+                    con.execute(
+                        "SELECT count(*), count(DISTINCT key) FROM responses WHERE status = 'ok'"
+                    ).fetchone()
+                )
             except Exception as exc:  # noqa: BLE001 (recorded: the test asserts there is none)
                 self.errors.append(repr(exc))
             time.sleep(0.05)
@@ -88,11 +91,15 @@ def test_three_runs_on_one_s3_store_pay_each_image_once(manifest: Path, s3_store
     assert [t for t, _ in reader.seen] == sorted(t for t, _ in reader.seen), "rows only ever appear"
     assert store.storage.list("claims") == [] and store.storage.list("journal") == []
     assert store.storage.list("leases") == []
-    assert len(store.runs()) == 3 and sum(r["models"][next(iter(r["models"]))]["ok"] for r in store.runs()) == 30
+    assert (
+        len(store.runs()) == 3 and sum(r["models"][next(iter(r["models"]))]["ok"] for r in store.runs()) == 30
+    )
     assert_no_secret([o for pair in outs for o in pair] + store_texts(store))
 
 
-def test_a_killed_writers_journal_is_folded_by_the_next_command(manifest: Path, s3_store: str, capsys) -> None:
+def test_a_killed_writers_journal_is_folded_by_the_next_command(
+    manifest: Path, s3_store: str, capsys
+) -> None:
     """SIGKILL mid-run: what it journaled is folded in by the next `cache compact` (no call made),
     and the next run calls only the rest: paid twice at most the calls in flight (2)."""
     store = Store(s3_store)
@@ -134,7 +141,9 @@ def test_the_dashboard_opens_an_s3_store(s3_store: str, tmp_path: Path, monkeypa
     code, out, err = run_cli("cache", "metrics", "--json", "--store", s3_store, capsys=capsys)
     assert code == 0, err
     metrics = json.loads(out)
-    assert metrics == json.loads(run_cli("cache", "metrics", "--json", "--store", str(fx.root), capsys=capsys)[1])
+    assert metrics == json.loads(
+        run_cli("cache", "metrics", "--json", "--store", str(fx.root), capsys=capsys)[1]
+    )
     monkeypatch.setenv("MEDLENS_STORE", s3_store)
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()

@@ -86,13 +86,17 @@ def main() -> None:
     boto3.client("s3").create_bucket(Bucket="medlens-bench")
     remote = "s3://medlens-bench/bigstore"
     try:
-        gen_s, parts = timed(lambda: generate_store(local, n_rows=args.rows, part_rows=args.rows // args.parts))
+        gen_s, parts = timed(
+            lambda: generate_store(local, n_rows=args.rows, part_rows=args.rows // args.parts)
+        )
         source, target = Store(local), Store(remote)
         names = source.part_names()
         size = sum(source.part_sizes().values())
         upload_s, _ = timed(lambda: [target.storage.put(n, source.storage.read(n)) for n in names])
-        print(f"store: {args.rows:,} rows in {parts} parts, {size / 1e6:.0f} MB (generated locally in "
-              f"{gen_s:.1f} s; copied to {endpoint} in {upload_s:.1f} s, {size / 1e6 / upload_s:.0f} MB/s)")
+        print(
+            f"store: {args.rows:,} rows in {parts} parts, {size / 1e6:.0f} MB (generated locally in "
+            f"{gen_s:.1f} s; copied to {endpoint} in {upload_s:.1f} s, {size / 1e6 / upload_s:.0f} MB/s)"
+        )
         results: dict[str, list[dict[str, float]]] = {"local": [], "s3": []}
         for _ in range(args.repeats):
             for kind, root in (("local", str(local)), ("s3", remote)):
@@ -104,11 +108,17 @@ def main() -> None:
 
 
 def report(results: dict[str, list[dict[str, float]]], repeats: int) -> None:
-    print(f"median of {repeats} (min-max), seconds; {os.cpu_count()} cores, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (shared machine: figures are noisy)")
+    print(
+        f"median of {repeats} (min-max), seconds; {os.cpu_count()} cores, load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (shared machine: figures are noisy)"
+    )
     print(f"{'step':<34} {'local disk':>20} {'S3 (moto)':>20} {'S3 / local':>11}")
-    steps = (("list_s", "list the responses parts"), ("connect_s", "connect (list all + views + dup keys)"),
-             ("query_cold_s", "overview metrics, first query"), ("query_warm_s", "overview metrics, again"))
+    steps = (
+        ("list_s", "list the responses parts"),
+        ("connect_s", "connect (list all + views + dup keys)"),
+        ("query_cold_s", "overview metrics, first query"),
+        ("query_warm_s", "overview metrics, again"),
+    )
     for key, label in steps:
         cells = []
         for kind in ("local", "s3"):
@@ -117,10 +127,14 @@ def report(results: dict[str, list[dict[str, float]]], repeats: int) -> None:
         shown = [f"{m:.3f} ({lo:.3f}-{hi:.3f})" for m, lo, hi in cells]
         print(f"{label:<34} {shown[0]:>20} {shown[1]:>20} {cells[1][0] / cells[0][0]:>10.1f}x")
     total = {k: statistics.median(r["connect_s"] + r["query_cold_s"] for r in v) for k, v in results.items()}
-    print(f"{'fresh connection + first query':<34} {total['local']:>20.3f} {total['s3']:>20.3f} "
-          f"{total['s3'] / total['local']:>10.1f}x")
-    print(f"rows counted by the query: {results['s3'][0]['rows']:,.0f}; peak RSS of this process "
-          f"(moto's objects included): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"{'fresh connection + first query':<34} {total['local']:>20.3f} {total['s3']:>20.3f} "
+        f"{total['s3'] / total['local']:>10.1f}x"
+    )
+    print(
+        f"rows counted by the query: {results['s3'][0]['rows']:,.0f}; peak RSS of this process "
+        f"(moto's objects included): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
