@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cache.location import S3Location, StoreLocationError, parse_location
+from cache.parse import PARSER_VERSION
 from cache.store import Store
 from tests.conftest import S3_TEST_SECRET
 
@@ -274,6 +275,21 @@ def test_cache_commands_on_an_s3_store_and_bundles_both_ways(s3_store: str, tmp_
     assert "data:image/jpeg;base64," in (tmp_path / "r.html").read_text(), (
         "the thumbnail read from the bucket"
     )
+
+    code, out, err = run_cli(
+        "cache", "reparse", "--no-progress", "--workers", "1", "--store", target, capsys=capsys
+    )
+    assert (
+        code == 0
+        and f"re-read 7 stored answer(s) with parser {PARSER_VERSION}; wrote 7 new reading(s)" in out
+    ), err
+    assert len(imported.part_names("readings")) == 1  # stored without a parser version: read again
+    assert imported.connect().execute(
+        "SELECT count(*) FROM readings WHERE authority = 'parser'"
+    ).fetchone() == (7,)
+    for command in ("methods", "readers"):
+        code, _, err = run_cli("cache", command, "--store", target, capsys=capsys)
+        assert code == 0, (command, err)
 
     with zipfile.ZipFile(bundle) as archive:
         members = [archive.read(n) for n in archive.namelist()]
