@@ -170,7 +170,7 @@ class Store:
         self.put_part(name, data)
         return f"{self.root}/{name}" if self.remote else self.root / name
 
-    def append(self, rows: Iterable[Mapping[str, Any]], table: str = "responses") -> Path | None:
+    def append(self, rows: Iterable[Mapping[str, Any]], table: str = "responses") -> Path | str | None:
         """Append rows of ``table`` (default: responses) as one part."""
         return self.write_part(rows_to_table(rows, table), table)
 
@@ -301,7 +301,8 @@ class Store:
     def part_paths(self, table: str = "responses") -> list[Path]:
         """The Parquet parts of ``table`` of a local store, sorted by name (oldest first); see
         ``part_names`` (which names them on any store)."""
-        return [self._folder(table).parent / name for name in self.part_names(table)]
+        self._folder(table)  # a local store only
+        return [self.root / name for name in self.part_names(table)]
 
     def part_sizes(self, table: str = "responses") -> dict[str, int]:
         """Bytes of each part of ``table`` that holds rows (one listing; see ``part_names``)."""
