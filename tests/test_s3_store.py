@@ -151,6 +151,31 @@ def test_a_service_that_ignores_if_none_match_is_refused(s3_store: str) -> None:
         storage.put_if_absent("claims/k", b"x")
 
 
+def test_a_writer_on_another_machine_is_alive_while_its_heartbeat_is_fresh(s3_store: str) -> None:
+    """Seen from another machine (no pid to check), an owner is alive until its heartbeat is older
+    than the lease's ttl; then exactly one process takes its claims over."""
+    import time
+
+    from cache.leases import Claims, Liveness, Owner, new_owner_id
+
+    store = Store(s3_store)
+    other, key = new_owner_id(), "b" * 64
+    record = {"owner_id": other, "pid": 1, "host": "lab-pc-2", "machine": "lab-pc-2/boot/ns",
+              "command": "ingest run", "started_at": "2026-11-01T00:00:00+00:00", "heartbeat_at": time.time()}  # fmt: skip
+    store.storage.put(f"leases/{other}.json", json.dumps(record).encode())
+    Claims(store.storage, Owner(store.storage, "x", other)).try_many([key])
+    with Owner(store.storage, "ingest run", ttl=5) as me:
+        claims = Claims(store.storage, me, Liveness(store.storage, ttl=5))
+        assert claims.try_many([key]).held == {key: other}, "a fresh heartbeat: alive, its key held"
+        store.storage.put(
+            f"leases/{other}.json", json.dumps(record | {"heartbeat_at": time.time() - 6}).encode()
+        )
+        claims = Claims(store.storage, me, Liveness(store.storage, ttl=5))
+        assert claims.try_many([key]).dead == {key: other}
+        assert claims.take_over(key, other) is True
+        assert json.loads(store.storage.read(f"claims/{key}")) == {"owner": me.owner_id}
+
+
 # -- reading -------------------------------------------------------------------------------------------
 def test_views_read_the_declared_schema_and_a_connection_is_a_snapshot(s3_store: str) -> None:
     store = Store(s3_store)
