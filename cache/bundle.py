@@ -52,6 +52,7 @@ from cache.redact import clean_jpeg, scrub_json, scrub_table
 from cache.schema import ARROW_SCHEMA, SCHEMA_VERSION, arrow_schema
 from cache.store import RUN_MAX_BYTES, Store, atomic_write_bytes, utcnow
 from cache.untrusted import RUN_ID, SHA256, is_run_id, is_sha256, read_capped
+from cache.views import parts_source
 
 PART = "responses/bundle.parquet"
 
@@ -99,10 +100,10 @@ def export_bundle(store: Store, out: Path, filters: Filters | None = None) -> di
         except (ValueError, OSError):  # not a readable JPEG: the bundle goes without this thumbnail
             continue
     for run_id in sorted(r for r in set(table.column("run_id").drop_null().to_pylist()) if is_run_id(r)):
-        record = _read_json(store.run_path(run_id))
+        record = store.read_json(store.run_name(run_id), RUN_MAX_BYTES)
         if record is not None:
             files[f"runs/{run_id}.json"] = _json_bytes(scrub_json(record))
-    demo = _read_json(store.root / "demo.json")
+    demo = store.read_json("demo.json")
     if isinstance(demo, dict):  # still a demo; its counts describe what was exported
         demo = scrub_json(demo)
         if filters is not None and _filters_dict(filters):
@@ -184,16 +185,16 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
     parts = source.part_paths()
     if not parts:
         raise BundleError(f"{bundle}: holds no responses/*.parquet; is it a MedLens bundle or store?")
-    if store.root.exists() and source.root.resolve() == store.root.resolve():
+    if not store.remote and store.root.exists() and source.root.resolve() == store.root.resolve():
         raise BundleError(f"{bundle}: is the store itself; nothing to import")
     check_part_values(Path(bundle), parts)  # a folder bundle is checked here, a zip on opening too
     con = duckdb.connect()
     incoming = con.sql("SELECT * FROM read_parquet(?, union_by_name=true)", params=[[str(p) for p in parts]]).to_arrow_table()
     con.register("incoming", incoming)
-    if store.part_paths():  # the parts holding rows (not those a merged part replaces)
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in store.part_paths())
+    held = store.part_names()  # the parts holding rows (not those a merged part replaces)
+    if held:
         con.execute("CREATE VIEW target AS SELECT key, status, run_id, created_at "
-                    f"FROM read_parquet([{files}], union_by_name=true)")
+                    f"FROM {parts_source(con, store, 'responses', held)}")
     else:
         con.register("target", ARROW_SCHEMA.empty_table().select(["key", "status", "run_id", "created_at"]))
     keep = con.sql(IMPORT_SQL).to_arrow_table()
@@ -202,7 +203,7 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
     thumbs = runs = 0
     for sha in sorted(set(incoming.column("image_sha256").drop_null().to_pylist())):  # checked: all sha256
         data = source.read_thumb(sha)
-        if data is not None and not store.thumb_path(sha).exists():
+        if data is not None and not store.has_thumb(sha):
             try:
                 store.write_thumb(sha, clean_jpeg(data))
             except (ValueError, OSError):  # not a JPEG: the store goes without this thumbnail
@@ -211,8 +212,8 @@ def import_bundle(bundle: Path, store: Store) -> dict[str, int]:
     names = sorted(p.name[:-5] for p in source.runs_dir.glob("*.json")) if source.runs_dir.is_dir() else []
     for run_id in filter(is_run_id, names):
         record = None if (source.runs_dir / f"{run_id}.json").is_symlink() else _read_json(source.run_path(run_id))
-        if isinstance(record, dict) and not store.run_path(run_id).exists():
-            atomic_write_bytes(store.run_path(run_id), _json_bytes(record))
+        if isinstance(record, dict) and not store.storage.exists(store.run_name(run_id)):
+            store.storage.put(store.run_name(run_id), _json_bytes(record))
             runs += 1
     added_ok = int(pc.sum(pc.equal(keep.column("status"), "ok")).as_py() or 0)
     return {"rows": incoming.num_rows, "added_ok": added_ok, "added_error": keep.num_rows - added_ok,
@@ -230,12 +231,11 @@ def _import_side(source: Store, store: Store, table: str) -> int:
     con = duckdb.connect()
     con.register("incoming", con.sql("SELECT * FROM read_parquet(?, union_by_name=true)",
                                      params=[[str(p) for p in parts]]).to_arrow_table())
-    held = [str(p) for p in store.part_paths(table)]
-    present = (f"SELECT {ident} FROM read_parquet(?, union_by_name=true)" if held
+    held = store.part_names(table)
+    present = (f"SELECT {ident} FROM {parts_source(con, store, table, held)}" if held
                else f"SELECT NULL::VARCHAR AS {ident} WHERE false")
     new = con.sql(f"SELECT * FROM incoming WHERE {ident} NOT IN ({present}) "
-                  f"QUALIFY row_number() OVER (PARTITION BY {ident}) = 1",
-                  params=[held] if held else None).to_arrow_table()
+                  f"QUALIFY row_number() OVER (PARTITION BY {ident}) = 1").to_arrow_table()
     declared = arrow_schema(table)
     new = new.select([c for c in declared.names if c in new.column_names])
     store.append(new.to_pylist(), table)

@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 
 from cache.bundle import BundleError, open_store
+from cache.location import S3Location, StoreLocation, StoreLocationError
 from cache.metrics import Filters, group_metrics
 from cache.store import Store, StoreBusy, resolve_store
 from cache.textsafe import printable, safe_output
-from cache.untrusted import foreign_parts
 
 #: a row of a MedLens part (a foreign Parquet file under responses/ gives rows without these)
 MEDLENS_ROW = "key IS NOT NULL AND status IS NOT NULL"
@@ -30,7 +30,7 @@ METRIC_KEYS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cache", description="The MedLens response store.")
-    parser.add_argument("--store", help="store directory (default: $MEDLENS_STORE or data/store)")
+    parser.add_argument("--store", help="store directory or s3://bucket/prefix (default: $MEDLENS_STORE or data/store)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("stats", help="rows, parts, models, runs, size")
     metrics = sub.add_parser("metrics", help="accuracy, coverage, sensitivity, specificity per group")
@@ -84,13 +84,15 @@ def _main(argv: list[str] | None) -> int:
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.store = more.store or args.store
-    root = resolve_store(args.store)
-    if args.command != "import" and not root.exists():
-        print(f"error: store {root} does not exist; run `python -m ingest run ... --store {root}` "
-              "first, or pass --store DIR", file=sys.stderr)
+    try:
+        root = resolve_store(args.store)
+    except StoreLocationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    if isinstance(root, Path) and args.command != "import" and not root.exists():
+        return _missing(root)
     writes = ("import", "compact", "reparse")
-    if args.command in writes and root.is_file():
+    if isinstance(root, Path) and args.command in writes and root.is_file():
         print(f"error: {root} is a file; `{args.command}` needs a store folder (--store DIR)", file=sys.stderr)
         return 2
     handler = {"stats": cmd_stats, "metrics": cmd_metrics, "compact": cmd_compact, "export": cmd_export,
@@ -98,10 +100,12 @@ def _main(argv: list[str] | None) -> int:
                "reparse": cmd_reparse, "readers": cmd_readers}[args.command]
     try:  # a .zip given as --store is a bundle: opened (extracted once, verified) read-only
         store = Store(root) if args.command in writes else open_store(root)
+        if store.remote and args.command != "import" and not store.exists():
+            return _missing(root)
         code = handler(store, args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the boundary, not at exit
         return code
-    except BundleError as exc:
+    except (BundleError, StoreLocationError) as exc:  # e.g. `import s3://...`: a bundle is a local file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StoreBusy as exc:  # another process compacts or imports: it is named
@@ -114,20 +118,39 @@ def _main(argv: list[str] | None) -> int:
     except (duckdb.Error, OSError) as exc:  # the CLI boundary: one readable line, no traceback
         if os.environ.get("MEDLENS_DEBUG"):
             raise
-        foreign = foreign_parts(Store(root).part_paths()) if root.is_dir() else []
+        foreign = _foreign_parts(root)
         if foreign:  # one line naming the file that broke the query, and what to do
             path, reason = foreign[0]
-            print(f"error: store {root}: {path} is {reason}; move it out of {root / 'responses'} "
+            print(f"error: store {root}: {path} is {reason}; move it out of {_inside(root, 'responses')} "
                   "and run the command again", file=sys.stderr)
             return 1
         print(f"error: {describe_store_error(exc, root)}", file=sys.stderr)
         return 1
 
 
+def _missing(root: StoreLocation) -> int:
+    print(f"error: store {root} does not exist; run `python -m ingest run ... --store {root}` "
+          "first, or pass --store DIR (or s3://bucket/prefix)", file=sys.stderr)
+    return 2
+
+
+def _inside(root: StoreLocation, name: str) -> str:
+    """How a folder of the store is named in a message (a path, or an s3:// URL)."""
+    return f"{root}/{name}" if isinstance(root, S3Location) else str(root / name)
+
+
+def _foreign_parts(root: StoreLocation) -> list[tuple[str, str]]:
+    """The foreign files among the store's parts, when they can be listed at all."""
+    try:
+        return Store(root).foreign_parts() if isinstance(root, S3Location) or root.is_dir() else []
+    except OSError:
+        return []
+
+
 _PARQUET_IN_MESSAGE = re.compile(r"""([^'"\s*]+\.parquet)""")
 
 
-def describe_store_error(exc: BaseException, root: Path) -> str:
+def describe_store_error(exc: BaseException, root: StoreLocation) -> str:
     """One line naming the store; for an unreadable part, which file to move out of the way."""
     lines = str(exc).strip().splitlines()
     message = lines[0] if lines else type(exc).__name__
@@ -136,23 +159,25 @@ def describe_store_error(exc: BaseException, root: Path) -> str:
         found = _PARQUET_IN_MESSAGE.search(message)
         if found:
             text += (f"; if {Path(found.group(1)).name} is damaged or not a MedLens part, move it out of "
-                     f"{root / 'responses'} (e.g. into {root / 'quarantine'}) and run the command again")
+                     f"{_inside(root, 'responses')} (e.g. into {_inside(root, 'quarantine')}) and run the "
+                     "command again")
     return text
 
 
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
-    foreign = foreign_parts(store.part_paths())
-    parts = [p for p in store.part_paths() if p not in {f for f, _ in foreign}]
+    foreign = store.foreign_parts()
+    named = {f for f, _ in foreign}
+    sizes = {n: b for n, b in store.part_sizes().items() if _inside(store.root, n) not in named}
     con = store.connect()
     total, ok, errors = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error') "
         f"FROM responses WHERE {MEDLENS_ROW}").fetchone()
-    size = sum(p.stat().st_size for p in parts)
+    size, parts = sum(sizes.values()), sizes
     print(f"store      {store.root}")
     print(f"rows       {total} ({ok} ok, {errors} error) in {len(parts)} part(s), {size / 1e6:.1f} MB")
     print(f"results    {con.execute('SELECT count(*) FROM results').fetchone()[0]} keys answered; "
           f"{con.execute('SELECT count(*) FROM failures').fetchone()[0]} keys with open errors")
-    thumbs = len(list(store.thumbs_dir.glob('*.jpg'))) if store.thumbs_dir.exists() else 0
+    thumbs = sum(n.endswith(".jpg") for n in store.storage.list("thumbs"))
     print(f"thumbnails {thumbs}; runs {len(store.runs())}")
     rows = con.execute(
         "SELECT model, count(*) FILTER (WHERE status='ok'), count(*) FILTER (WHERE status='error'), "
@@ -163,8 +188,8 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     if len(parts) > 50:
         print(f"hint: {len(parts)} parts slow queries down; run `python -m cache compact`")
     for path, reason in foreign:  # a foreign file is named; its rows were left out of the counts above
-        print(f"warning: {path} is {reason}; its rows are not counted (move it out of {store.responses_dir})",
-              file=sys.stderr)
+        print(f"warning: {path} is {reason}; its rows are not counted (move it out of "
+              f"{_inside(store.root, 'responses')})", file=sys.stderr)
     return 0
 
 

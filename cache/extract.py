@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cache.location import is_s3
 from cache.store import Store
 from cache.untrusted import RUN_ID, SHA256, TABLE_PART_COLUMNS, MiB, UnsafeValue, check_member
 
@@ -68,9 +69,12 @@ def bundle_cache_dir() -> Path:
 def open_store(path: str | os.PathLike[str]) -> Store:
     """A Store for a store folder, or for a bundle .zip extracted once (keyed by the zip's sha256).
 
-    A path that is not a zip file is taken as a store folder (which may not exist yet). Raises
-    BundleError for a missing, damaged, oversized or tampered .zip.
+    A path that is not a zip file is taken as a store folder (which may not exist yet), an
+    ``s3://`` location as that S3 store. Raises BundleError for a missing, damaged, oversized or
+    tampered .zip.
     """
+    if is_s3(path):
+        return Store(path)
     path = Path(path)
     if path.is_file() and zipfile.is_zipfile(path):
         digest = _sha256_stream(path.open("rb"))

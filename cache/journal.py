@@ -109,7 +109,7 @@ class Journal:
             self._log = self.storage.open_log(name, self.reserve)
         except OSError:
             if strict:
-                self.storage.delete(name)
+                self.storage.delete_log(name)
                 raise
             self.low_space = True
             self._log = self.storage.open_log(name, 0)
@@ -147,7 +147,7 @@ class Journal:
         log = self._closed.pop(seq, None)
         if log is not None:
             log.close(trim=False)
-        self.storage.delete(segment_name(self.owner_id, seq))
+        self.storage.delete_log(segment_name(self.owner_id, seq))
 
     def close(self) -> list[str]:
         """Close; remove the folder when empty. Returns the segments still kept (not in parts)."""
@@ -187,6 +187,6 @@ def fold_journal(store: Any, owner_id: str) -> int:
             table = read_segment(storage, seg)
             if table is not None and store.put_part(name, table):
                 folded += table.num_rows
-        storage.delete(seg)
+        storage.delete_log(seg)
     storage.delete(f"{JOURNAL}/{owner_id}")
     return folded

@@ -7,7 +7,11 @@ saw)::
 
     <store>/prepared/<first two hex digits>/<image_sha256>.png | .jpg
 
-or under ``$MEDLENS_PREP_CACHE`` (a folder the user owns, shared by several stores). ``ingest``
+or under ``$MEDLENS_PREP_CACHE`` (a folder the user owns, shared by several stores). For a store on
+S3 the folder is local too (``Store.local_dir``: ``~/.cache/medlens/s3/<bucket>/<prefix>/prepared``):
+it is a cache of bytes this machine prepared, bounded and pruned by last use, which an object store
+cannot track, and phase 4 reads it back right after phase 1 wrote it. A reader study on an S3 store
+shows the images prepared on the machine that serves it. ``ingest``
 bounds the folder (``ingest.prepared.PreparedCache``, least recently used first); this module only
 names, writes and reads its files. A file is used only when its bytes hash to its name: the same
 bytes the models got, or nothing (the thumbnails in ``thumbs/`` are small re-encodings and never
@@ -49,7 +53,7 @@ def prepared_path(folder: Path, image_sha256: str, mime: str) -> Path:
 
 def write_prepared(store: Store, data: bytes, mime: str) -> Path:
     """Keep prepared image bytes under their sha256 (atomically; an existing file is left alone)."""
-    path = prepared_path(prepared_folder(store.root), hashlib.sha256(data).hexdigest(), mime)
+    path = prepared_path(prepared_folder(store.local_dir), hashlib.sha256(data).hexdigest(), mime)
     if not path.exists():
         atomic_write_bytes(path, data, durable=False)
     return path
@@ -61,7 +65,7 @@ def read_prepared(store: Store, image_sha256: str) -> tuple[bytes, str] | None:
         return None
     for mime in EXTENSIONS:
         try:
-            data = prepared_path(prepared_folder(store.root), image_sha256, mime).read_bytes()
+            data = prepared_path(prepared_folder(store.local_dir), image_sha256, mime).read_bytes()
         except OSError:
             continue
         if hashlib.sha256(data).hexdigest() == image_sha256:
@@ -71,7 +75,7 @@ def read_prepared(store: Store, image_sha256: str) -> tuple[bytes, str] | None:
 
 def prepared_shas(store: Store) -> set[str]:
     """The sha256s with a prepared image file (by name; :func:`read_prepared` checks the bytes)."""
-    folder = prepared_folder(store.root)
+    folder = prepared_folder(store.local_dir)
     if not folder.is_dir():
         return set()
     return {p.stem for p in folder.glob("??/*") if p.suffix in EXTENSIONS.values() and SHA256.fullmatch(p.stem)}

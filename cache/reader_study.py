@@ -28,12 +28,11 @@ import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cache.review import check_person_name
 from cache.schema import canonical_json, response_key
-from cache.store import Store, atomic_write_bytes, utcnow
+from cache.store import Store, utcnow
 
 PROVIDER = "reader"
 PROMPT_ID = "reader"
@@ -110,17 +109,22 @@ class Session:
     shown_at_ms: dict[str, float] = field(default_factory=dict)  # "<block>:<sha>" -> first shown
 
 
-def _paths(store: Store, study_id: str, rid: str | None = None) -> Path:
+def _name(study_id: str, rid: str | None = None) -> str:
+    """The store-relative file of a study, or of one reader's session in it."""
     check_study_id(study_id)
     if rid is None:
-        return store.root / "reader_studies" / f"{study_id}.json"
+        return f"reader_studies/{study_id}.json"
     if not re.fullmatch(r"[a-z0-9-]{1,60}", rid):
         raise ValueError(f"not a reader id: {rid!r}")
-    return store.root / "reader_sessions" / study_id / f"{rid}.json"
+    return f"reader_sessions/{study_id}/{rid}.json"
 
 
-def _write(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+def _write(store: Store, name: str, value: Any) -> None:
+    store.storage.put(name, json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def _read(store: Store, name: str) -> Any:
+    return json.loads(store.storage.read(name).decode("utf-8"))
 
 
 def balanced_cases(
@@ -168,24 +172,25 @@ def new_study(
         created_at=utcnow().isoformat(),
         invites=codes,
     )
-    _write(_paths(store, study.study_id), asdict(study))
+    _write(store, _name(study.study_id), asdict(study))
     return study
 
 
 def studies(store: Store) -> list[Study]:
     """The store's studies, newest first (unreadable files are skipped)."""
-    folder = store.root / "reader_studies"
     found = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for name in store.storage.list("reader_studies"):
+        if not name.endswith(".json"):
+            continue
         try:
-            found.append(load_study(store, path.stem))
+            found.append(load_study(store, name.rsplit("/", 1)[-1][: -len(".json")]))
         except (OSError, ValueError, TypeError, KeyError):
             continue
     return sorted(found, key=lambda s: s.created_at, reverse=True)
 
 
 def load_study(store: Store, study_id: str) -> Study:
-    data = json.loads(_paths(store, study_id).read_text(encoding="utf-8"))
+    data = _read(store, _name(study_id))
     return Study(**{k: data[k] for k in Study.__dataclass_fields__ if k in data})
 
 
@@ -203,9 +208,11 @@ def reader_name(study: Study, typed: str) -> str:
 def start_session(store: Store, study: Study, name: str) -> Session:
     """The reader's stored session, or a new one with this reader's own order (saved at once)."""
     rid = reader_id(name)
-    path = _paths(store, study.study_id, rid)
-    if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = _read(store, _name(study.study_id, rid))
+    except FileNotFoundError:
+        data = None
+    if data is not None:
         return Session(**{k: data[k] for k in Session.__dataclass_fields__ if k in data})
     rng = random.Random(f"{study.seed}:{rid}")
     session = Session(
@@ -222,7 +229,7 @@ def start_session(store: Store, study: Study, name: str) -> Session:
 
 
 def save_session(store: Store, session: Session) -> None:
-    _write(_paths(store, session.study_id, session.reader_id), asdict(session))
+    _write(store, _name(session.study_id, session.reader_id), asdict(session))
 
 
 def next_case(session: Session) -> tuple[str, str, int, int] | None:

@@ -4,7 +4,8 @@ One scrubber for the whole project (``ingest`` uses it for provider errors, ``ca
 row before it is written, the CLIs for everything they print, exports and reports for what they ship):
 
 - ``scrub_secrets``: values of environment variables named like keys (``*_API_KEY``, ``*_TOKEN``,
-  ``*_SECRET``, ``*PASSWORD``, and names registered with ``register_key_env``), the password of any
+  ``*_SECRET``, ``*PASSWORD``, e.g. ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, and names
+  registered with ``register_key_env``; values registered with ``register_secret``), the password of any
   ``*_URL`` environment variable (with its ``user:password`` and Basic-auth forms), and any
   16-character fragment of those values become ``[redacted]``; so do key-shaped tokens (``sk-...``,
   ``AIza...``, GitHub / Slack / Hugging Face tokens), ``Bearer`` and ``Basic`` credentials (all of
@@ -46,6 +47,7 @@ _MIN_SECRET = 6  # a shorter value would shred ordinary words
 _SECRET_ENV = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET|PASSWORD|_PASS|_PASSWD|_PWD|_CREDENTIALS?)$", re.I)
 _URL_ENV = re.compile(r"(_URL|_URI|_ENDPOINT|_PROXY)$", re.I)
 _EXTRA_KEY_ENVS: set[str] = set()
+_EXTRA_SECRETS: set[str] = set()  # secret values read from elsewhere than the environment
 
 
 def _keep_prefix(match: re.Match[str]) -> str:
@@ -107,17 +109,25 @@ def register_key_env(name: str) -> None:
     _EXTRA_KEY_ENVS.add(name)
 
 
+def register_secret(value: str) -> None:
+    """Scrub ``value`` too: a secret this process read from a file (e.g. an AWS credentials file)."""
+    if value:
+        _EXTRA_SECRETS.add(value)
+
+
 def secret_values() -> tuple[str, ...]:
     """Every secret value known from the environment, longest first."""
     # the raw mapping is a cheap cache key (no decoding); the environment can change at any time
     raw = getattr(os.environ, "_data", None)
     snapshot = tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
-    return _secret_values(snapshot, frozenset(_EXTRA_KEY_ENVS))
+    return _secret_values(snapshot, frozenset(_EXTRA_KEY_ENVS), frozenset(_EXTRA_SECRETS))
 
 
 @functools.lru_cache(maxsize=8)
-def _secret_values(snapshot: tuple[tuple[Any, Any], ...], extra: frozenset[str]) -> tuple[str, ...]:
-    found: set[str] = set()
+def _secret_values(
+    snapshot: tuple[tuple[Any, Any], ...], extra: frozenset[str], values: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    found: set[str] = set(values)
     for name, value in os.environ.items():
         if name in KEY_ENVS or name in extra or _SECRET_ENV.search(name):
             found.add(value)

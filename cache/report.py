@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from cache.metrics import (
 from cache.redact import safe_image_path, scrub_secrets, scrub_text
 from cache.schema import LABELS
 from cache.store import Store, atomic_write_bytes, utcnow
-from cache.untrusted import read_capped
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
@@ -200,11 +198,9 @@ def build_report(store: Store, filters: Filters | None = None, gallery_limit: in
     cms = matrices(con, filters, groups)
     cards, shown, total = gallery(store, con, filters, gallery_limit)
     note = ""
-    try:  # a demo store says so; demo.json is a small file of the store (capped, regular files only)
-        demo = json.loads(read_capped(store.root / "demo.json", 1 << 20))
+    demo = store.read_json("demo.json", 1 << 20)  # a demo store says so (capped, regular files only)
+    if isinstance(demo, dict):
         note = f'<p class="note"><b>Demo data.</b> {esc(demo.get("contents", ""))}</p>'
-    except (OSError, ValueError, AttributeError):
-        pass
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in
                        (("model", filters.model), ("modality", filters.modality), ("prompt", filters.prompt_id)) if v)
     methods = methods_text(con, filters, runs=store.runs())

@@ -6,23 +6,31 @@ names files by '/'-separated paths relative to the store root (``responses/part-
 provides:
 
 =====================  ==========================================  ===========================================
-operation              local filesystem (``LocalStorage``)          S3-compatible object store (to come)
+operation              local filesystem (``LocalStorage``)          S3-compatible object store (``S3Storage``)
 =====================  ==========================================  ===========================================
 ``put_if_absent``      temp file, fsync, ``os.link`` to the name    ``PutObject`` with ``If-None-Match: *``
                        (atomic; EEXIST means someone else won)      (412 Precondition Failed: someone else won)
-``put``                temp file, fsync, ``os.replace``             ``PutObject``
+``put``                temp file, fsync, ``os.replace``             ``PutObject``; a part is streamed through
+                                                                    ``pyarrow.fs.S3FileSystem``
 ``read``               read the file                                ``GetObject`` (NoSuchKey: FileNotFoundError)
+``read_capped``        ``cache.untrusted.read_capped`` (regular     ``GetObject``, size checked before the body
+                       files only, size checked)
+``exists``             ``os.path.exists``                           ``HeadObject``
 ``open_input``         ``open(path, "rb")``                         ``S3FileSystem.open_input_file`` (ranged GETs)
 ``delete``             unlink (missing is fine)                     ``DeleteObject``
 ``list``               ``os.scandir`` of a folder                   ``ListObjectsV2`` with a prefix and ``/``
+``entries``            ``os.walk`` + ``stat``: name, size, mtime    ``ListObjectsV2``: key, size, LastModified
 ``open_log``           one file, ``O_APPEND``, fsync per group,     one object per group (``<name>/<seq>``, put
                        space reserved ahead (posix_fallocate)       if absent), read back in sequence order
+``delete_log``         unlink                                       ``DeleteObjects`` of its groups
 ``local_path``         the file's path (DuckDB reads it)            None (readers use an Arrow dataset)
+``arrow_files``        local filesystem, file paths                 ``S3FileSystem``, ``bucket/key`` paths
 =====================  ==========================================  ===========================================
 
 ``put_if_absent`` is the one primitive the claims, the leases and exactly-once journal folding rely
 on: at most one caller ever gets True for a name that exists. Both S3 itself (since 2024) and MinIO
-honour ``If-None-Match: *`` on PutObject; a store whose object service ignores it must not be shared.
+honour ``If-None-Match: *`` on PutObject; ``S3Storage`` refuses a service that ignores it (it checks
+once per process with a probe object).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 #: bytes, or a function that writes them to a binary file (a large part is streamed, not held)
 Data = bytes | Callable[[BinaryIO], None]
@@ -49,6 +57,14 @@ def check_name(name: str) -> str:
 def is_disk_full(exc: BaseException) -> bool:
     """True for 'no space left' (ENOSPC) and 'quota exceeded' (EDQUOT)."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class Entry(NamedTuple):
+    """One stored file: store-relative name, size in bytes, modification time (ns since the epoch)."""
+
+    name: str
+    size: int
+    mtime_ns: int
 
 
 class LogWriter(Protocol):
@@ -70,17 +86,27 @@ class Storage(Protocol):
 
     def read(self, name: str) -> bytes: ...
 
+    def read_capped(self, name: str, max_bytes: int) -> bytes: ...
+
+    def exists(self, name: str) -> bool: ...
+
     def open_input(self, name: str) -> BinaryIO: ...
 
     def delete(self, name: str) -> None: ...
 
     def list(self, prefix: str, recursive: bool = False) -> list[str]: ...
 
+    def entries(self, prefix: str) -> list[Entry]: ...
+
     def open_log(self, name: str, reserve: int = 0) -> LogWriter: ...
 
     def read_log(self, name: str) -> bytes: ...
 
+    def delete_log(self, name: str) -> None: ...
+
     def local_path(self, name: str) -> Path | None: ...
+
+    def arrow_files(self, names: list[str]) -> tuple[Any, list[str]]: ...
 
 
 def _fsync_dir(path: Path) -> None:
@@ -211,6 +237,15 @@ class LocalStorage:
     def read(self, name: str) -> bytes:
         return self.path(name).read_bytes()
 
+    def read_capped(self, name: str, max_bytes: int) -> bytes:
+        """The bytes of a regular file of at most ``max_bytes`` (a FIFO or a huge file is refused)."""
+        from cache.untrusted import read_capped
+
+        return read_capped(self.path(name), max_bytes)
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
     def open_input(self, name: str) -> BinaryIO:
         """A seekable reader (a Parquet footer is read without the whole file)."""
         return open(self.path(name), "rb")
@@ -238,6 +273,22 @@ class LocalStorage:
             return []
         return sorted(f"{prefix}/{e}" if prefix else e for e in entries)
 
+    def entries(self, prefix: str) -> list[Entry]:
+        """Every file below ``prefix`` (not hidden) with its size and modification time."""
+        out = []
+        for name in self._walk(prefix):
+            try:
+                st = os.stat(self.root / name)
+            except FileNotFoundError:  # removed (compaction) while we listed
+                continue
+            out.append(Entry(name, st.st_size, st.st_mtime_ns))
+        return sorted(out)
+
+    def arrow_files(self, names: list[str]) -> tuple[Any, list[str]]:
+        from pyarrow import fs
+
+        return fs.LocalFileSystem(), [str(self.path(n)) for n in names]
+
     def open_log(self, name: str, reserve: int = 0) -> LocalLog:
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -246,11 +297,14 @@ class LocalStorage:
     def read_log(self, name: str) -> bytes:
         return self.read(name)
 
+    def delete_log(self, name: str) -> None:
+        self.delete(name)
+
     def _walk(self, prefix: str) -> Iterator[str]:
-        base = self.path(prefix)
+        base = self.path(prefix) if prefix else self.root
         for dirpath, dirs, files in os.walk(base):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in files:
                 if not name.startswith("."):
-                    yield f"{rel}/{name}"
+                    yield name if rel == "." else f"{rel}/{name}"

@@ -25,7 +25,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
@@ -145,16 +145,21 @@ def file_kind(mode: int) -> str:
     return "a special file"
 
 
-def foreign_parts(paths: list[Path], table: str = "responses") -> list[tuple[Path, str]]:
+def foreign_parts(paths: list[Any], table: str = "responses", open_input: Any = None) -> list[tuple[Any, str]]:
     """(path, reason) for each Parquet file that is not a MedLens part of ``table``: unreadable
-    footer, or missing one of its TABLE_PART_COLUMNS. Reads footers only (about 0.2 ms a part)."""
+    footer, or missing one of its TABLE_PART_COLUMNS. Reads footers only (about 0.2 ms a part).
+    ``open_input`` opens each path (an object store's names); default: they are local files."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     found = []
     for path in paths:
         try:
-            names = set(pq.read_schema(path).names)
+            if open_input is None:
+                names = set(pq.read_schema(path).names)
+            else:
+                with open_input(path) as handle:
+                    names = set(pq.read_schema(handle).names)
         except (OSError, pa.ArrowException) as exc:
             found.append((path, f"not a readable Parquet file ({' '.join(str(exc).split())[:120]})"))
             continue

@@ -22,12 +22,13 @@
   for the same (model, prompt_id, image_path, repeat); call errors keep the plain anti-join on key.
 
 A connection is a snapshot of the parts present when it was made (see ``install_views``): reconnect
-to see what a running ingest wrote since.
+to see what a running ingest wrote since. On an S3 store the table views read an Arrow dataset of the
+listed objects (``parts_source``); every other view is the same SQL.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -197,6 +198,54 @@ def table_view_sql(con: duckdb.DuckDBPyConnection, table: str, files: list[str])
     return f"SELECT {', '.join(columns)} FROM {source}"
 
 
+def parts_source(
+    con: duckdb.DuckDBPyConnection, store: Store, table: str, names: list[str], sizes: dict[str, int] | None = None
+) -> str:
+    """A FROM-expression over the parts ``names`` of ``table`` (store-relative, non-empty).
+
+    A local store: ``read_parquet`` of the files (``union_by_name``). An S3 store: a view over an Arrow
+    dataset of exactly those objects (``remote_dataset``; ``sizes`` from the listing, if known).
+    The view is made with ``from_arrow(...).create_view``: unlike ``con.register``, the connection's
+    cursors (the dashboard's threads) see it."""
+    if not store.remote:
+        files = [str(store.root / n) for n in names]
+        return f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
+    view = f"_parts_{table}"
+    con.from_arrow(remote_dataset(store, table, names, sizes)).create_view(view, replace=True)
+    return view
+
+
+#: Ranged reads of a part are merged across gaps smaller than what one more request costs in
+#: transfer time (pyarrow's rule, for ~30 ms to first byte and ~100 MiB/s, typical of S3 in-region):
+#: on moto this took the overview query from ~18 to ~5 requests per part (0.9 MB parts).
+TIME_TO_FIRST_BYTE_MS, BANDWIDTH_MIB_S = 30, 100
+
+
+def remote_dataset(store: Store, table: str, names: list[str], sizes: dict[str, int] | None = None) -> Any:
+    """An Arrow dataset of exactly the objects ``names``, with the declared schema of ``table``
+    (cache.schema.TABLES): a column a part lacks reads as NULL, one no version declares is left out.
+
+    DuckDB's httpfs cannot be installed offline; an explicit file list keeps the connection a snapshot.
+    Each fragment gets its size from the listing (no HEAD per scan) and its footer read once, here, in
+    parallel (not once per scan: a query scans ``responses`` several times)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    if sizes is None:
+        sizes = {e.name: e.size for e in store.storage.entries(table)}
+    filesystem, paths = store.storage.arrow_files(names)
+    cache = pa.CacheOptions.from_network_metrics(TIME_TO_FIRST_BYTE_MS, BANDWIDTH_MIB_S)
+    fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        pre_buffer=True, cache_options=cache))  # fmt: skip
+    fragments = [fmt.make_fragment(path, filesystem=filesystem, file_size=sizes.get(name))
+                 for path, name in zip(paths, names, strict=True)]  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda f: f.ensure_complete_metadata(), fragments))
+    return ds.FileSystemDataset(fragments, schema=arrow_schema(table), format=fmt, filesystem=filesystem)
+
+
 def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     """Create the table views, ``results`` and ``failures`` on ``con`` for ``store``.
 
@@ -207,8 +256,13 @@ def install_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     parts written later; a part removed by ``compact`` makes the old snapshot raise IOException.
     """
     for table in TABLES:
-        parts = [str(p) for p in store.part_paths(table)]
-        body = table_view_sql(con, table, parts) if parts else empty_view_sql(table)
+        if store.remote:  # one listing gives names and sizes; typed by the dataset's declared schema
+            sizes = {e.name: e.size for e in store.part_entries(table)}
+            body = f"SELECT * FROM {parts_source(con, store, table, list(sizes), sizes)}" if sizes else ""
+        else:
+            names = store.part_names(table)
+            body = table_view_sql(con, table, [str(store.root / n) for n in names]) if names else ""
+        body = body or empty_view_sql(table)
         con.execute(f"CREATE OR REPLACE VIEW {table} AS {body}")
     con.execute(DUP_KEYS_SQL)
     con.execute(READINGS_SQL)

@@ -134,7 +134,7 @@ class StoreWriter:
         if self.bad_rows:
             raise ValueError(f"{len(self.bad_rows)} row(s) could not be written: {self.bad_rows[0]}")
         if kept_rows or kept:
-            where = self.store.root / self.journal.folder
+            where = f"{self.store.root}/{self.journal.folder}"
             raise OSError(
                 f"could not write {kept_rows} row(s) to the parts of the store {self.store.root} "
                 f"({self.error or self.disk_full}); {kept_rows - lost} are kept in {where} (journal, mode "

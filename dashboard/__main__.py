@@ -23,7 +23,8 @@ def streamlit_command(store: str | None, port: int | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="Start the MedLens dashboard.")
-    parser.add_argument("--store", help="store directory (default: $MEDLENS_STORE or data/store)")
+    parser.add_argument("--store", help="store directory, bundle .zip or s3://bucket/prefix "
+                        "(default: $MEDLENS_STORE or data/store)")
     parser.add_argument("--port", type=int, help="port (default 8501)")
     args = parser.parse_args(argv)
     cmd = streamlit_command(args.store, args.port)

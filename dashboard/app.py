@@ -2,8 +2,9 @@
 
     streamlit run dashboard/app.py -- [--store DIR]      (or: python -m dashboard [--store DIR])
 
-The store is `--store`, else $MEDLENS_STORE, else data/store: a store folder or a bundle .zip
-(`python -m cache export`), opened read-only. dashboard/.streamlit/config.toml binds the
+The store is `--store`, else $MEDLENS_STORE, else data/store: a store folder, a bundle .zip
+(`python -m cache export`, opened read-only) or s3://bucket/prefix (AWS_ENDPOINT_URL and the AWS
+credentials from the environment). dashboard/.streamlit/config.toml binds the
 server to 127.0.0.1 and turns usage statistics off, whatever the working directory.
 """
 
@@ -21,6 +22,7 @@ from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from cache.bundle import BundleError  # noqa: E402
 from cache.filters import Filters  # noqa: E402
+from cache.location import StoreLocationError  # noqa: E402
 from cache.store import resolve_store  # noqa: E402
 from dashboard import filters as qf  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
@@ -65,7 +67,7 @@ def main() -> None:
     st.set_page_config(page_title="MedLens", page_icon=PAGE_ICON, layout="wide")
     try:
         root = session_store() or queries.store_root(str(resolve_store(store_argument(sys.argv[1:]))))
-    except (BundleError, OSError) as exc:  # a damaged, oversized or altered bundle: one line naming it
+    except (BundleError, StoreLocationError, OSError) as exc:  # a damaged bundle, a malformed location: one line
         st.error(f"Cannot open the store: {ui.literal(exc)}")
         st.stop()
     notice = st.container()  # on top of the page: what is wrong with the store, in one line

@@ -22,6 +22,7 @@ import streamlit as st
 
 from cache import bundle, prepared, review, untrusted
 from cache import metrics as cm
+from cache.location import is_s3, parse_location
 from cache.metrics import Filters
 from cache.schema import TABLES
 from cache.store import Store
@@ -39,8 +40,11 @@ def _bundle_root(path: str, mtime_ns: int, size: int) -> str:
 
 
 def store_root(path: str) -> str:
-    """The store folder behind ``--store``: a folder as given, a bundle .zip extracted once.
-    Raises cache.bundle.BundleError for a missing, damaged or tampered zip."""
+    """The store folder behind ``--store``: a folder as given, a bundle .zip extracted once, an
+    ``s3://bucket/prefix`` as its URL. Raises cache.bundle.BundleError for a missing, damaged or
+    tampered zip, cache.location.StoreLocationError for a malformed location."""
+    if is_s3(path):
+        return str(parse_location(path))
     target = Path(path)
     if target.suffix.lower() != ".zip" and not target.is_file():
         return path
@@ -65,8 +69,17 @@ def _connection(root: str, generation: int, signature: str) -> duckdb.DuckDBPyCo
 
 def store_signature(root: str) -> str:
     """'response-parts:parts:bytes:newest-mtime-ns' over the parts of every table (responses, readings,
-    grades), so a review or a grade written since is a cache miss too; cheap (directory listings)."""
+    grades), so a review or a grade written since is a cache miss too; cheap (directory listings;
+    on an S3 store one ListObjectsV2 per table)."""
     responses = count = size = newest = 0
+    if is_s3(root):
+        storage = Store(root).storage
+        for table in TABLES:
+            for entry in storage.entries(table):
+                if entry.name.endswith(".parquet"):
+                    count, size, newest = count + 1, size + entry.size, max(newest, entry.mtime_ns)
+                    responses += table == "responses"
+        return f"{responses}:{count}:{size}:{newest}"
     for table in TABLES:
         for dirpath, _dirs, files in os.walk(Path(root) / table):
             for name in files:
@@ -83,7 +96,7 @@ def store_signature(root: str) -> str:
 @st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
 def foreign_parts(root: str, signature: str) -> list[tuple[str, str]]:
     """(file, reason) for Parquet files under responses/ that are not MedLens parts (footers only)."""
-    return [(str(path), reason) for path, reason in untrusted.foreign_parts(Store(root).part_paths())]
+    return Store(root).foreign_parts()
 
 
 def has_parts(signature: str) -> bool:
@@ -155,10 +168,8 @@ def run_records(root: str, signature: str) -> list[dict[str, Any]]:
 @st.cache_data(ttl=TTL, max_entries=16, show_spinner=False)
 def demo_info(root: str, signature: str) -> dict[str, Any] | None:
     """The store's demo.json (written by `python -m data demo`), or None for a research store."""
-    try:  # a small regular file of the store (a FIFO or a huge file here is refused, not waited on)
-        info = json.loads(untrusted.read_capped(Path(root) / "demo.json", untrusted.MiB))
-    except (OSError, ValueError):
-        return None
+    # a small regular file of the store (a FIFO or a huge file here is refused, not waited on)
+    info = Store(root).read_json("demo.json", untrusted.MiB)
     return info if isinstance(info, dict) and info.get("demo") else None
 
 
@@ -339,8 +350,13 @@ def latency_histogram(root: str, signature: str, filters: Filters, bins: int = 4
 # views need neither
 def parts_signature(root: str, table: str) -> str:
     """'parts:bytes:newest-mtime-ns' of one table's parts (for responses: what store_signature says)."""
+    store = Store(root)
+    if store.remote:
+        held = set(store.part_names(table))
+        found = [e for e in store.storage.entries(table) if e.name in held]
+        return f"{len(found)}:{sum(e.size for e in found)}:{max((e.mtime_ns for e in found), default=0)}"
     stats = []
-    for part in Store(root).part_paths(table):
+    for part in store.part_paths(table):
         try:
             stats.append(part.stat())
         except FileNotFoundError:  # removed by compact while we listed
@@ -364,13 +380,25 @@ def queue_page(root: str, signature: str, grader: str, image: str | None,
 def _part_grader_keys(path: str, mtime_ns: int, size: int) -> dict[str, frozenset[str]]:
     from cache import grades
 
+    if is_s3(path):  # an object of an S3 store: <store url>/<name>
+        root, name = path.rsplit("/grades/", 1)
+        with Store(root).storage.open_input(f"grades/{name}") as handle:
+            return grades.part_grader_keys(handle)
     return grades.part_grader_keys(path)
 
 
 def graded_keys(root: str, grader: str) -> frozenset[str]:
     """Every key ``grader`` has graded, read now (each grades part is read once: parts never change)."""
     found: set[str] = set()
-    for part in Store(root).part_paths("grades"):
+    store = Store(root)
+    if store.remote:
+        held = set(store.part_names("grades"))
+        for entry in store.storage.entries("grades"):
+            if entry.name in held:
+                keys = _part_grader_keys(f"{root}/{entry.name}", entry.mtime_ns, entry.size)
+                found |= keys.get(grader, frozenset())
+        return frozenset(found)
+    for part in store.part_paths("grades"):
         try:
             stat = part.stat()
         except FileNotFoundError:
@@ -544,6 +572,8 @@ def judge_agreement(root: str, signature: str, filters: Filters) -> list[dict[st
 
 def is_bundle(root: str) -> bool:
     """Whether ``root`` is a bundle extracted for reading (its manifest.json says so): read-only."""
+    if is_s3(root):
+        return False
     try:
         manifest = json.loads((Path(root) / bundle.MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -30,8 +30,9 @@ def store_failure(root: str, exc: BaseException) -> None:
     from cache.untrusted import describe_read_failure
 
     try:
-        parts = Store(root).part_paths()
-    except OSError:
+        store = Store(root)
+        parts = [] if store.remote else store.part_paths()  # an S3 store: the message names the object
+    except (OSError, ValueError):
         parts = []
     st.error(f"Cannot read the store {literal(root)}: {literal(describe_read_failure(exc, parts))}")
 

@@ -200,7 +200,7 @@ def build(
     runner: Any, provider: Provider, client: BatchClient, tasks: list[Any], writer: StoreWriter, claimer: Any = None
 ):  # fmt: skip
     """Pack one model's calls into ledger entries in state ``built``; yields each entry."""
-    root = runner.store.root
+    root = runner.store.local_dir
     lines = _lines(runner, client, tasks, writer)
     for done in pack(root, lines, client.max_requests, client.max_bytes):
         entry = LedgerEntry(
@@ -218,7 +218,7 @@ def build(
 
 
 def _submit(runner: Any, tasks: list[Any], writer: StoreWriter, claimer: Any) -> list[dict[str, Any]]:
-    root, opened = runner.store.root, []
+    root, opened = runner.store.local_dir, []
     for provider in runner.providers:
         client = batch_client(provider)
         try:

@@ -105,7 +105,7 @@ def after_run(store: Store, prices: Any, result: Any, args: argparse.Namespace) 
     if progress.open:
         waiting = ", ".join(f"{e.ledger_id} ({e.provider_state or e.state})" for e in progress.open)
         print(
-            f"still running after {args.wait_timeout:g} s: {waiting}; their state is kept in {store.root}/batches. "
+            f"still running after {args.wait_timeout:g} s: {waiting}; their state is kept in {store.local_dir}/batches. "
             "Collect them later: python -m ingest batches --collect" + _store_flag(store),
             file=sys.stderr,
         )
@@ -142,18 +142,18 @@ def cmd_batches(args: argparse.Namespace) -> int:
 
     store = Store(resolve_store(args.store))
     if args.cancel:
-        entry = ledger.load(store.root, args.cancel)
+        entry = ledger.load(store.local_dir, args.cancel)
         client = client_for(entry)
         try:
-            entry = cancel(store.root, entry, client)
+            entry = cancel(store.local_dir, entry, client)
         finally:
             client.close()
         print(f"cancel requested for {entry.ledger_id}: {entry.provider_state or entry.state}")
     progress = poll_once(store, PriceTable.load(), collect_finished=args.collect)
     for entry, rows in progress.collected:
         print(f"collected {entry.ledger_id} ({entry.outcome}): {rows} row(s)")
-    entries = ledger.entries(store.root)
-    print(format_entries(entries) if entries else f"no batches in {store.root}")
+    entries = ledger.entries(store.local_dir)
+    print(format_entries(entries) if entries else f"no batches in {store.local_dir}")
     for problem in progress.problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if progress.problems else 0

@@ -84,8 +84,8 @@ def collect(store: Store, entry: LedgerEntry, client: BatchClient, prices: Any) 
     if entry.state != "finished":
         return 0
     entry.pending = "collect"
-    ledger.save(store.root, entry)
-    calls = ledger.read_calls(store.root, entry.ledger_id)
+    ledger.save(store.local_dir, entry)
+    calls = ledger.read_calls(store.local_dir, entry.ledger_id)
     owner = store.owner("ingest batches --collect").start()
     try:
         store.recover(owner)  # rows a killed collection journaled are in the store before we look
@@ -95,7 +95,7 @@ def collect(store: Store, entry: LedgerEntry, client: BatchClient, prices: Any) 
         owner.stop()
     entry.state, entry.pending, entry.collected_at = "collected", None, utcnow().isoformat()
     entry.rows_collected = len(have & set(calls))  # this batch's rows in the store, collected now or before
-    ledger.save(store.root, entry)
+    ledger.save(store.local_dir, entry)
     return added
 
 
@@ -165,17 +165,17 @@ def poll_once(store: Store, prices: Any, *, collect_finished: bool, ids: set[str
     """Refresh every open entry (or those in ``ids``); collect the finished ones if asked. A
     provider that fails for one entry (no key, 401, down) is reported; the others go on."""
     progress = Progress([], [])
-    for entry in ledger.entries(store.root):
+    for entry in ledger.entries(store.local_dir):
         if not entry.is_open or (ids is not None and entry.ledger_id not in ids):
             continue
         client = client_for(entry)
         try:
-            with ledger.claim(store.root, entry.ledger_id) as mine:
+            with ledger.claim(store.local_dir, entry.ledger_id) as mine:
                 if not mine:  # another process is taking it through a step
                     progress.open.append(entry)
                     continue
                 entry = _step(
-                    store, ledger.load(store.root, entry.ledger_id), client, prices, collect_finished
+                    store, ledger.load(store.local_dir, entry.ledger_id), client, prices, collect_finished
                 )
             if entry.state == "collected":
                 progress.collected.append((entry, entry.rows_collected))
@@ -193,8 +193,8 @@ def _step(
     store: Store, entry: LedgerEntry, client: BatchClient, prices: Any, collect_finished: bool
 ) -> LedgerEntry:
     """Adopt, refresh and (if asked) collect one entry, under its claim."""
-    entry = adopt(store.root, entry, client)
-    entry = refresh(store.root, entry, client)
+    entry = adopt(store.local_dir, entry, client)
+    entry = refresh(store.local_dir, entry, client)
     if entry.state == "finished" and collect_finished:
         collect(store, entry, client, prices)
     return entry

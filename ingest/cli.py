@@ -23,13 +23,15 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = ()
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
+    from cache.location import StoreLocationError
     from ingest.batch_ledger import LedgerError
     from ingest.importer import ImportFileError
     from ingest.manifest import ManifestError
     from ingest.prompts import PromptError
     from ingest.providers.base import MissingCredentials, SpecError
 
-    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError, LedgerError)
+    return (ManifestError, PromptError, SpecError, MissingCredentials, ImportFileError, LedgerError,
+            StoreLocationError)
 
 
 def _provider_error() -> type[BaseException]:
@@ -134,7 +136,7 @@ def _prep_options(args: argparse.Namespace):
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", help="store directory (default: $MEDLENS_STORE or data/store)")
+    parser.add_argument("--store", help="store directory or s3://bucket/prefix (default: $MEDLENS_STORE or data/store)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise SpecError(f"--{name.replace('_', '-')} must be positive, got {value}")
     batch_cli.check_options(args)
+    store = Store(resolve_store(args.store))  # a malformed --store fails before any file is read
     prompt = load_prompt(args.prompt)
     rows = read_manifest(args.manifest)[: args.limit]
     options = _provider_options(args)
@@ -242,7 +245,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if unpriced:
             raise SpecError(f"--budget cannot be kept for unpriced model(s) {', '.join(unpriced)}: add them "
                             "to data/prices.csv (or $MEDLENS_PRICES), or run without --budget")
-    store = Store(resolve_store(args.store))
     manifest_dir = args.manifest.resolve().parent
     meta = {"manifest": args.manifest.name, "images": len(rows), "command": "ingest run", "batch": args.batch}
 
@@ -367,10 +369,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ingest.manifest import read_manifest
     from ingest.prompts import load_prompt
 
+    store = Store(resolve_store(args.store))  # a malformed --store fails before any file is read
     prompt = load_prompt(args.prompt)
     answers = read_answers(args.answers)
     rows = read_manifest(args.manifest)
-    store = Store(resolve_store(args.store))
     images = ImageCache(_prep_options(args), store)
     items = asyncio.run(identify_images(rows, args.manifest.resolve().parent, images, progress=False))
     new_rows = build_import_rows(answers, args.answers, items, f"import:{args.model}", prompt)

@@ -163,9 +163,9 @@ def prepare_image(path: Path, options: PrepOptions = PrepOptions()) -> PreparedI
     return PreparedImage(data, mime, hashlib.sha256(data).hexdigest(), image.width, image.height)
 
 
-def prepare_with_thumbnail(path: Path, options: PrepOptions, thumb_path: Any = None) -> tuple[PreparedImage, bytes | None]:
+def prepare_with_thumbnail(path: Path, options: PrepOptions, has_thumb: Any = None) -> tuple[PreparedImage, bytes | None]:
     """`prepare_image` plus the thumbnail made from the same decoded pixels (no second decode), or
-    None when ``thumb_path(sha256)`` already exists. The bytes are exactly `prepare_image`'s."""
+    None when ``has_thumb(sha256)`` says the store has it. The bytes are exactly `prepare_image`'s."""
     image = load_image(path, max_pixels=options.max_pixels)
     if image.mode != options.color_mode:  # convert() to the same mode is a full copy
         image = image.convert(options.color_mode)
@@ -173,7 +173,7 @@ def prepare_with_thumbnail(path: Path, options: PrepOptions, thumb_path: Any = N
     data = _encode(image, options.image_format, options.jpeg_quality)
     mime = "image/png" if options.image_format == "png" else "image/jpeg"
     prepared = PreparedImage(data, mime, hashlib.sha256(data).hexdigest(), image.width, image.height)
-    if thumb_path is not None and thumb_path(prepared.sha256).exists():
+    if has_thumb is not None and has_thumb(prepared.sha256):
         return prepared, None
     if options.image_format == "png":  # lossless: the same pixels the thumbnail of the bytes would see
         return prepared, make_thumbnail(image)

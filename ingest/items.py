@@ -47,7 +47,7 @@ class ImageCache:
         self.options, self.store, self.capacity = options, store, capacity
         self._items: OrderedDict[str, PreparedImage] = OrderedDict()
         self._lock = threading.Lock()  # used from worker threads (asyncio.to_thread)
-        self.disk = PreparedCache(cache_folder(store.root))
+        self.disk = PreparedCache(cache_folder(store.local_dir))
         self.prepared = 0  # images decoded and encoded by this cache (each at most once, ideally)
 
     def put(self, prepared: PreparedImage) -> None:
@@ -58,7 +58,7 @@ class ImageCache:
                 self._items.popitem(last=False)
 
     def prepare(self, path: str) -> PreparedImage:
-        prepared, thumb = prepare_with_thumbnail(Path(path), self.options, self.store.thumb_path)
+        prepared, thumb = prepare_with_thumbnail(Path(path), self.options, self.store.has_thumb)
         self.prepared += 1
         if thumb is not None:
             with contextlib.suppress(OSError):  # a thumbnail is for people; a full disk must not stop a run

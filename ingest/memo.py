@@ -1,7 +1,8 @@
 """Memo of prepared-image identities: (path, size, mtime, preparation options) -> sha256.
 
 A fully cached re-run must not decode 10,000 images to learn that nothing is left to do. The memo
-lives in the store (``prep_memo.parquet``) and is only a shortcut: a changed file (size or mtime)
+lives in the store folder (``prep_memo.parquet``; for an S3 store in this machine's ``Store.local_dir``:
+it maps this machine's paths) and is only a shortcut: a changed file (size or mtime)
 misses and is prepared again; a deleted memo costs time, never correctness.
 """
 
@@ -34,7 +35,7 @@ class PrepMemo:
 
     @classmethod
     def load(cls, store: Store, prep_params: dict[str, Any]) -> PrepMemo:
-        path = store.root / MEMO_NAME
+        path = store.local_dir / MEMO_NAME
         entries: dict[tuple, tuple] = {}
         if path.exists():
             try:
@@ -82,6 +83,6 @@ class PrepMemo:
         )
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        self.store.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.store.root / MEMO_NAME, buffer.getvalue())
+        self.store.local_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.store.local_dir / MEMO_NAME, buffer.getvalue())
         self.dirty = False

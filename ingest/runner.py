@@ -218,7 +218,7 @@ class Runner:
     # -- phase 4: call --------------------------------------------------------------------
     def _not_to_call(self, done: set[str]) -> set[str]:
         """Answered keys, and keys waiting in provider batches not yet collected (paid or on their way)."""
-        queued = open_keys(self.store.root) - done
+        queued = open_keys(self.store.local_dir) - done
         if queued:
             self.warnings.append(f"{len(queued)} call(s) of this store wait in provider batches not yet "
                                  "collected (python -m ingest batches); they are not called again")
