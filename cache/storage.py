@@ -10,8 +10,8 @@ operation              local filesystem (``LocalStorage``)          S3-compatibl
 =====================  ==========================================  ===========================================
 ``put_if_absent``      temp file, fsync, ``os.link`` to the name    ``PutObject`` with ``If-None-Match: *``
                        (atomic; EEXIST means someone else won)      (412 Precondition Failed: someone else won)
-``put``                temp file, fsync, ``os.replace``             ``PutObject``; a part is streamed through
-                                                                    ``pyarrow.fs.S3FileSystem``
+``put``                temp file, fsync, ``os.replace``             ``PutObject`` of the whole body (one PUT:
+                                                                    complete or absent)
 ``read``               read the file                                ``GetObject`` (NoSuchKey: FileNotFoundError)
 ``read_capped``        ``cache.untrusted.read_capped`` (regular     ``GetObject``, size checked before the body
                        files only, size checked)
