@@ -27,30 +27,8 @@ from cache.store import resolve_store  # noqa: E402
 from dashboard import filters as qf  # noqa: E402
 from dashboard import queries, sidebar, ui  # noqa: E402
 from dashboard.context import AppContext, reader_only, session_store, set_context, store_argument  # noqa: E402
+from dashboard.pages import BLINDED, PAGE_ICON, PAGE_PARAMS, PAGES  # noqa: E402
 
-#: (script, title, url path, icon); the first is the default page. Icons are emoji, never
-#: ":material/...:" names: a page's icon becomes the browser tab's favicon, and a Material icon
-#: favicon is fetched from a Google font host (an offline clinic sees errors); an emoji is a data: URL.
-PAGES = (
-    ("tabs/overview.py", "Overview", "overview", "📊"),
-    ("tabs/confusion.py", "Confusion matrices", "confusion", "🔢"),
-    ("tabs/gallery.py", "Gallery", "gallery", "🖼️"),
-    ("tabs/compare.py", "Compare", "compare", "⚖️"),
-    ("tabs/runs.py", "Runs & errors", "runs", "⚠️"),
-    ("tabs/quality.py", "Interpretation quality", "quality", "📝"),
-    ("tabs/readers.py", "Readers & ROC", "readers", "📈"),
-    ("tabs/review.py", "Review labels", "review", "🏷️"),
-    ("tabs/grading.py", "Grade interpretations", "grading", "✍️"),
-    ("tabs/reader.py", "Reader study", "reader", "👁️"),
-)
-PAGE_ICON = "🔬"
-
-#: query parameters owned by one page (dropped on the others, so a copied link stays minimal)
-PAGE_PARAMS = {"overview": ("metric",), "gallery": ("image", "gpage", "wrong", "disagree"), "compare": ("a", "b"),
-               "reader": ("study",), "grading": ("image", "grader")}
-#: pages that must not show who answered or the truth: no sidebar filters (their options name models,
-#: sources and truths), no demo notice, and no filter in the URL
-BLINDED = ("reader", "grading")
 #: MEDLENS_READER_ONLY=1: a deployment for readers serves the reader page alone (no way to the answers)
 READER_ONLY = reader_only()
 

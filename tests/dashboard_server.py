@@ -19,16 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dashboard.pages import PAGES as APP_PAGES
+
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "dashboard" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-#: url path -> (title shown on the page)
-PAGES = {"": "Overview", "confusion": "Confusion matrices", "gallery": "Gallery", "compare": "Compare two models",
-         "runs": "Runs & errors", "quality": "Interpretation quality", "review": "Review labels",
-         "reader": "Reader study"}
+#: the heading a page draws, where it is not its navigation title
+HEADINGS = {"compare": "Compare two models"}
+#: url path ("" for the default page) -> the page's heading, for every page of dashboard/pages.py
+PAGES = {("" if index == 0 else url): HEADINGS.get(url, title) for index, (_, title, url, _) in enumerate(APP_PAGES)}
 
 
 def browser_missing() -> str | None:

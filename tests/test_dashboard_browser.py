@@ -33,7 +33,9 @@ KEY_TEXT = {
     "compare": ["McNemar exact p", "0.227", "Per modality"],
     "runs": ["Errors by model and type", "Cost per run (USD)", "Run provenance"],
     "quality": ["Interpretation quality", "names a finding"],
+    "readers": ["No reader answers match the filters", "Calibration of stated confidence"],
     "review": ["Nothing to review here.", "Parser vs judge"],
+    "grading": ["Your name (as a grader)"],
     "reader": ["No reader study in this store yet."],
 }
 #: url path -> values that must appear in the first table drawn on the page

@@ -157,7 +157,7 @@ def test_the_dashboard_opens_an_s3_store(s3_store: str, tmp_path: Path, monkeypa
         assert shown["Coverage"] == f"{g['coverage']:.3f}"
         low, high = g["accuracy_ci_low"], g["accuracy_ci_high"]
         assert shown["Accuracy [95% CI]"] == f"{g['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
-    from dashboard.app import PAGES
+    from dashboard.pages import PAGES
 
     for script, *_ in PAGES[1:]:  # every page reads the S3 store
         at.switch_page(script)
