@@ -63,11 +63,17 @@ def plain(value: Any) -> Any:
     return value
 
 
-def load_results(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> pd.DataFrame:
+#: what the score tables read (the swap test reads ``interpretation`` too: the texts are most of the bytes)
+SCORE_COLUMNS = tuple(c for c in COLUMNS if c != "interpretation")
+
+
+def load_results(
+    con: duckdb.DuckDBPyConnection, filters: Filters | None = None, columns: tuple[str, ...] = COLUMNS
+) -> pd.DataFrame:
     """The needed columns of ``results`` (missing ones as NULL), with ``is_reader``, ``correct``
     (label == truth) and ``score`` (rating for readers, P(synthetic) for models)."""
     present = {row[0] for row in con.execute("DESCRIBE results").fetchall()}
-    select = ", ".join(c if c in present else f"NULL AS {c}" for c in COLUMNS)
+    select = ", ".join(c if c in present else f"NULL AS {c}" for c in columns)
     where, params = (filters or Filters()).where()
     if "task" in present:  # the v2 view keeps detect rows only; say it here too for other relations
         where += (" AND " if where else "WHERE ") + f"coalesce(task, 'detect') NOT IN {EXCLUDED_TASKS}"
@@ -88,15 +94,23 @@ def load_results(con: duckdb.DuckDBPyConnection, filters: Filters | None = None)
     return frame
 
 
+def results_frame(source: duckdb.DuckDBPyConnection | pd.DataFrame, filters: Filters | None = None) -> pd.DataFrame:
+    """What the score tables read: ``source`` itself when it is a frame ``load_results`` made (its
+    filters were applied when it was loaded, so ``filters`` is not applied again), else
+    ``results`` of the connection ``source`` read now. The dashboard and ``cache readers`` load
+    once and pass the frame to every table: each read of ``results`` costs seconds at 10^6 rows."""
+    return source if isinstance(source, pd.DataFrame) else load_results(source, filters, SCORE_COLUMNS)
+
+
 def first_answers(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per rater and image: the lowest repeat."""
     return frame.sort_values("repeat", kind="stable").drop_duplicates([*RATER, "modality", "image_sha256"])
 
 
-def reader_metrics(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
+def reader_metrics(con: duckdb.DuckDBPyConnection | pd.DataFrame, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Per reader, modality and prompt: n, accuracy, sensitivity, specificity with 95% Wilson
     intervals (cache.metrics.finish_group: the overview's definitions)."""
-    frame = load_results(con, filters)
+    frame = results_frame(con, filters)
     rows = []
     for (model, modality, prompt), g in frame[frame["is_reader"]].groupby(["model", "modality", "prompt_id"]):
         synthetic, real = g["truth"] == "synthetic", g["truth"] == "real"
@@ -121,11 +135,11 @@ def reader_metrics(con: duckdb.DuckDBPyConnection, filters: Filters | None = Non
     return rows
 
 
-def reader_agreement(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
+def reader_agreement(con: duckdb.DuckDBPyConnection | pd.DataFrame, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Inter-reader agreement per modality and prompt (>= 2 readers): Fleiss' kappa of the labels
     on the images every reader answered, Krippendorff's alpha (nominal labels; ordinal ratings)
     on every image at least two readers answered."""
-    frame = first_answers(load_results(con, filters))
+    frame = first_answers(results_frame(con, filters))
     rows = []
     for (modality, prompt), g in frame[frame["is_reader"]].groupby(["modality", "prompt_id"]):
         labels = g.pivot(index="image_sha256", columns="model", values="label")
@@ -154,7 +168,7 @@ def reader_agreement(con: duckdb.DuckDBPyConnection, filters: Filters | None = N
 
 
 def roc_table(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | pd.DataFrame,
     filters: Filters | None = None,
     method: str = "delong",
     with_points: bool = False,
@@ -162,7 +176,7 @@ def roc_table(
 ) -> list[dict[str, Any]]:
     """AUC with a 95% interval per rater and modality (readers by rating, models by confidence);
     ``points`` (fpr, tpr lists) when ``with_points``."""
-    frame = first_answers(load_results(con, filters))
+    frame = first_answers(results_frame(con, filters))
     rows = []
     for (model, prompt, modality), g in frame.groupby([*RATER, "modality"]):
         reader = bool(g["is_reader"].iloc[0])
@@ -188,10 +202,10 @@ def roc_table(
 
 
 def calibration_table(
-    con: duckdb.DuckDBPyConnection, filters: Filters | None = None, n_bins: int = 10
+    con: duckdb.DuckDBPyConnection | pd.DataFrame, filters: Filters | None = None, n_bins: int = 10
 ) -> list[dict[str, Any]]:
     """Reliability bins and ECE per model, prompt and modality (models with a stated confidence)."""
-    frame = first_answers(load_results(con, filters))
+    frame = first_answers(results_frame(con, filters))
     rows = []
     for (model, prompt, modality), g in frame[~frame["is_reader"]].groupby([*RATER, "modality"]):
         summary = calibration_summary(
@@ -202,10 +216,10 @@ def calibration_table(
     return rows
 
 
-def retest_agreement(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> list[dict[str, Any]]:
+def retest_agreement(con: duckdb.DuckDBPyConnection | pd.DataFrame, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Agreement of a rater with itself across ``--repeats`` K >= 2, on the images with all K:
     Fleiss' kappa over the K labels, Cohen's kappa of the first two repeats, share identical."""
-    frame = load_results(con, filters)
+    frame = results_frame(con, filters)
     rows = []
     for (model, prompt, modality), g in frame.groupby([*RATER, "modality"]):
         labels = g.drop_duplicates(["image_sha256", "repeat"]).pivot(

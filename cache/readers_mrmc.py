@@ -17,7 +17,7 @@ import pandas as pd
 
 from cache.metrics import Filters
 from cache.mrmc import or_analysis, single_vs_panel
-from cache.readers import first_answers, load_results, plain
+from cache.readers import first_answers, plain, results_frame
 
 _SEP = "\x1f"  # a rater key joins two strings; the unit separator never occurs in a name
 
@@ -56,7 +56,7 @@ def _enough(truth: np.ndarray) -> bool:
 
 
 def mrmc_readers(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | pd.DataFrame,
     filters: Filters | None = None,
     condition: str = "prompt_id",
     fom: str = "auc",
@@ -66,7 +66,7 @@ def mrmc_readers(
     condition are the readers; the images all of them answered under all of them are the cases.
     One row per modality with >= 2 conditions and >= 2 such readers: FOMs and the RRRC, FRRC,
     RRFC tests (cache.mrmc.or_analysis)."""
-    frame = first_answers(load_results(con, filters))
+    frame = first_answers(results_frame(con, filters))
     if condition not in frame.columns or condition in ("image_sha256", "truth"):
         raise ValueError(f"condition must be a column of results such as prompt_id, not {condition!r}")
     frame["correct_value"] = frame["correct"].astype(float)
@@ -106,13 +106,16 @@ def mrmc_readers(
 
 
 def mrmc_model_vs_panel(
-    con: duckdb.DuckDBPyConnection, filters: Filters | None = None, fom: str = "auc"
+    con: duckdb.DuckDBPyConnection | pd.DataFrame, filters: Filters | None = None, fom: str = "auc"
 ) -> list[dict[str, Any]]:
     """Each model (and prompt) against the reader panel of its modality (and reader prompt), on
     the images the model and every panel reader answered: cache.mrmc.single_vs_panel, i.e. Hillis
     (2007) sec. 5.3 as RJafroc's StCadVsRad "1T-RRRC" (plus FRRC and RRFC variants). difference =
     model FOM - panel mean FOM."""
-    frame = first_answers(load_results(con, filters))
+    frame = results_frame(con, filters)
+    if not frame["is_reader"].any():  # no panel: nothing to compare with (and no pass over every answer)
+        return []
+    frame = first_answers(frame)
     frame["correct_value"] = frame["correct"].astype(float)
     value = _fom_value(fom)
     rows = []

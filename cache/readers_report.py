@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 
 from cache.metrics import Filters
-from cache.readers import reader_agreement, reader_metrics, roc_table
+from cache.readers import SCORE_COLUMNS, load_results, reader_agreement, reader_metrics, roc_table
 from cache.readers_mrmc import mrmc_model_vs_panel, mrmc_readers
 
 FOMS = ("auc", "accuracy")
@@ -15,13 +15,15 @@ FOMS = ("auc", "accuracy")
 
 def readers_report(con: duckdb.DuckDBPyConnection, filters: Filters | None = None) -> dict[str, Any]:
     """Keys: readers (per-reader metrics), agreement (inter-reader), roc (every rater with graded
-    scores), model_vs_panel and readers_across_conditions (MRMC rows for both figures of merit)."""
+    scores), model_vs_panel and readers_across_conditions (MRMC rows for both figures of merit).
+    ``results`` is read once, for every table."""
+    frame = load_results(con, filters, SCORE_COLUMNS)
     return {
-        "readers": reader_metrics(con, filters),
-        "agreement": reader_agreement(con, filters),
-        "roc": roc_table(con, filters),
-        "model_vs_panel": [row for fom in FOMS for row in mrmc_model_vs_panel(con, filters, fom=fom)],
-        "readers_across_conditions": [row for fom in FOMS for row in mrmc_readers(con, filters, fom=fom)],
+        "readers": reader_metrics(frame),
+        "agreement": reader_agreement(frame),
+        "roc": roc_table(frame),
+        "model_vs_panel": [row for fom in FOMS for row in mrmc_model_vs_panel(frame, fom=fom)],
+        "readers_across_conditions": [row for fom in FOMS for row in mrmc_readers(frame, fom=fom)],
     }
 
 

@@ -438,12 +438,13 @@ def reader_statistics(root: str, signature: str, filters: Filters) -> dict[str, 
         return {}
 
     def tables(cur: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
-        return {"readers": readers.reader_metrics(cur, filters), "agreement": readers.reader_agreement(cur, filters),
-                "roc": readers.roc_table(cur, filters, with_points=True),
-                "calibration": readers.calibration_table(cur, filters),
-                "retest": readers.retest_agreement(cur, filters),
-                "model_vs_panel": [r for fom in FOMS for r in readers_mrmc.mrmc_model_vs_panel(cur, filters, fom=fom)],
-                "readers_across_conditions": [r for fom in FOMS for r in readers_mrmc.mrmc_readers(cur, filters, fom=fom)]}
+        frame = readers.load_results(cur, filters, readers.SCORE_COLUMNS)  # read once for every table
+        return {"readers": readers.reader_metrics(frame), "agreement": readers.reader_agreement(frame),
+                "roc": readers.roc_table(frame, with_points=True),
+                "calibration": readers.calibration_table(frame),
+                "retest": readers.retest_agreement(frame),
+                "model_vs_panel": [r for fom in FOMS for r in readers_mrmc.mrmc_model_vs_panel(frame, fom=fom)],
+                "readers_across_conditions": [r for fom in FOMS for r in readers_mrmc.mrmc_readers(frame, fom=fom)]}
 
     return _run(root, signature, tables)
 

@@ -14,6 +14,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from cache.metrics import Filters, wilson
 from cache.mrmc import or_analysis, single_vs_panel
 from cache.readers import (
+    SCORE_COLUMNS,
     calibration_table,
     genericness_table,
     load_results,
@@ -23,7 +24,7 @@ from cache.readers import (
     roc_table,
 )
 from cache.readers_mrmc import mrmc_model_vs_panel, mrmc_readers
-from cache.readers_report import format_readers_report, readers_report
+from cache.readers_report import FOMS, format_readers_report, readers_report
 from tests.readers_fixture import (
     BASELINE,
     GPT_REPEAT0,
@@ -286,3 +287,22 @@ def test_cli_readers_on_a_store(tmp_path, monkeypatch, capsys) -> None:
     assert "Model vs reader panel" in text and "openai:gpt-4o (json)" in text
     assert main(["readers", "--store", str(store), "--modality", "chest_xray"]) == 0
     assert "(no reader answers)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("filters", [None, Filters(prompt_id=("unaided", "json"))])
+def test_tables_from_one_loaded_frame_equal_the_tables_read_from_the_connection(con, filters) -> None:
+    """The dashboard and `cache readers` read `results` once and pass the frame to every table."""
+    frame = load_results(con, filters, SCORE_COLUMNS)
+    for table in (reader_metrics, reader_agreement, roc_table, calibration_table, retest_agreement):
+        assert table(frame) == table(con, filters) != [], table.__name__
+    for fom in FOMS:
+        assert mrmc_model_vs_panel(frame, fom=fom) == mrmc_model_vs_panel(con, filters, fom=fom) != []
+        assert mrmc_readers(frame, fom=fom) == mrmc_readers(con, filters, fom=fom)
+    assert readers_report(con, filters)["roc"] == roc_table(con, filters)
+
+
+def test_no_reader_no_panel_rows(con) -> None:
+    models_only = load_results(con)
+    models_only = models_only[~models_only["is_reader"]]
+    assert [mrmc_model_vs_panel(models_only, fom=fom) for fom in FOMS] == [[], []]
+    assert roc_table(models_only) != []  # the models' own curves are still drawn
