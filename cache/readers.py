@@ -30,7 +30,7 @@ from cache.agreement import cohen_kappa, fleiss_kappa_from_labels, krippendorff_
 from cache.calibration import calibration_summary
 from cache.genericness import MAX_PAIRS, NEAR_DUPLICATE, genericness
 from cache.metrics import Filters, finish_group
-from cache.roc import answer_scores, auc_interval, rating_scores, roc_curve, usable_confidence_mask
+from cache.roc import answer_scores, auc_interval, rating_scores, roc_curve, thinned, usable_confidence_mask
 from cache.schema import ANSWERED_LABELS, READER_PREFIX, READER_PROVIDER
 
 COLUMNS = (
@@ -63,6 +63,8 @@ def plain(value: Any) -> Any:
     return value
 
 
+#: operating points drawn per ROC curve (the AUC and its interval use every answer)
+DRAWN_POINTS = 1000
 #: what the score tables read (the swap test reads ``interpretation`` too: the texts are most of the bytes)
 SCORE_COLUMNS = tuple(c for c in COLUMNS if c != "interpretation")
 
@@ -175,7 +177,8 @@ def roc_table(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """AUC with a 95% interval per rater and modality (readers by rating, models by confidence);
-    ``points`` (fpr, tpr lists) when ``with_points``."""
+    ``points`` (fpr, tpr lists, at most ``DRAWN_POINTS`` per curve: cache.roc.thinned) when
+    ``with_points``."""
     frame = first_answers(results_frame(con, filters))
     rows = []
     for (model, prompt, modality), g in frame.groupby([*RATER, "modality"]):
@@ -195,7 +198,7 @@ def roc_table(
         }
         row |= auc_interval(truth, g["score"].to_numpy(), method=method, seed=seed)
         if with_points:
-            curve = roc_curve(truth, g["score"].to_numpy())
+            curve = thinned(roc_curve(truth, g["score"].to_numpy()), DRAWN_POINTS)
             row["points"] = {"fpr": curve.fpr.tolist(), "tpr": curve.tpr.tolist()}
         rows.append(plain(row))
     return rows

@@ -18,6 +18,7 @@ from cache.roc import (
     delong_covariance,
     rating_score,
     roc_curve,
+    thinned,
 )
 from tests.test_mrmc import load
 
@@ -134,3 +135,20 @@ def test_one_class_is_an_error() -> None:
         auc([True, True], [0.1, 0.2])
     with pytest.raises(ValueError, match="two synthetic and two real"):
         delong_covariance([True, False, False], [0.3, 0.2, 0.1])
+
+
+def test_thinned_curve_keeps_its_ends_and_shape() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.random(200_000) < 0.4
+    score = rng.normal(truth * 1.0, 1.0)  # free scores: one operating point per answer
+    curve = roc_curve(truth, score)
+    drawn = thinned(curve, 1000)
+    assert curve.fpr.size > 100_000 and drawn.fpr.size <= 1000
+    assert (drawn.fpr[0], drawn.tpr[0], drawn.fpr[-1], drawn.tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(drawn.fpr) >= 0) and np.all(np.diff(drawn.tpr) >= 0)
+    # the drawn curve encloses the same area to the third decimal (the AUC itself uses every point)
+    assert np.trapezoid(drawn.tpr, drawn.fpr) == pytest.approx(np.trapezoid(curve.tpr, curve.fpr), abs=1e-3)
+    assert (
+        thinned(roc_curve(truth[:50], score[:50]), 1000).fpr.size
+        == roc_curve(truth[:50], score[:50]).fpr.size
+    )
