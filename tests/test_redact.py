@@ -128,3 +128,32 @@ def test_rows_are_scrubbed_before_they_are_written(tmp_path: Path) -> None:
     )
     record = (tmp_path / "store" / "runs" / "r1.json").read_text()
     assert KEY not in record and "pass-77" not in record and "http://[redacted]@h/v1" in record
+
+
+def test_a_small_group_is_scrubbed_exactly_as_a_large_table() -> None:
+    """Journal groups (<= SMALL_TABLE rows) take the per-cell path, parts the vectorised one."""
+    texts = [
+        f"Real. (you sent Bearer {KEY})",
+        f"fragment {KEY[3:22]} echoed",
+        "connect http://alice:s3cr%40t-pass-77@127.0.0.1:9/v1: refused",
+        "Synthetic. The key findings are smooth vessels.",
+        f"token={PLAIN}",
+        "Real.",
+        "",
+    ]
+    rows = [
+        _row(
+            raw_text=text,
+            model_version=texts[(i + 1) % len(texts)] or None,
+            interpretation=texts[(i + 2) % len(texts)],
+        )
+        for i, text in enumerate(texts * 20)
+    ]
+    assert len(rows) > redact.SMALL_TABLE
+    large = rows_to_table(rows).to_pylist()
+    small = [
+        row for start in range(0, len(rows), 3) for row in rows_to_table(rows[start : start + 3]).to_pylist()
+    ]
+    assert small == large
+    assert large[0]["raw_text"] == "Real. (you sent Bearer [redacted])" and large[3]["raw_text"] == texts[3]
+    assert KEY[3:22] not in json.dumps(large, default=str) and PLAIN not in json.dumps(large, default=str)
