@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-stale", action="store_true",
                       help="rebuild only when the demo store is missing, incomplete or from another MedLens version")
     for command in (fetch, demo):
-        command.add_argument("--mirror", type=Path, help="local copy of the samples (e.g. ../shared/data/samples)")
+        command.add_argument("--mirror", type=Path, help="local copy of the samples (a folder laid out like data/samples)")
         command.add_argument("--offline", action="store_true", help="never use the network")
         command.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per network wait")
         command.add_argument("--registry", type=Path, default=REGISTRY, help="registry CSV (default data/samples.csv)")
