@@ -26,6 +26,15 @@ MEMO_SCHEMA = pa.schema([
 ])
 
 
+def _plain_absolute(path: str) -> bool:
+    """``path`` is what ``os.path.abspath`` would return for it (absolute, no ``.``, ``..`` or empty
+    segment): the common case, checked without abspath's normalisation of every segment."""
+    return (
+        path.startswith("/") and not path.startswith("//") and not path.endswith(("/", "/.", "/.."))
+        and "/./" not in path and "/../" not in path and "//" not in path[1:]
+    )  # fmt: skip
+
+
 class PrepMemo:
     def __init__(self, store: Store, prep_params: dict[str, Any], entries: dict[tuple, tuple]):
         self.store = store
@@ -50,7 +59,9 @@ class PrepMemo:
 
     def _stat_key(self, path: Path | str) -> tuple | None:
         # os.path on strings, not pathlib: this runs once per image on every (cached) run
-        path = os.path.abspath(path)
+        path = os.fspath(path)
+        if not _plain_absolute(path):
+            path = os.path.abspath(path)
         try:
             st = os.stat(path)
         except OSError:

@@ -142,7 +142,8 @@ class Runner:
     def check_stored_truth(self, items: list[ImageItem], cached: set[str], con: Any) -> None:
         """Warn when cached answers were stored with another truth / modality / source than the
         manifest now gives: metrics use the values stored with each answer. The comparison runs
-        in DuckDB, so a store of 10^6 answers is not pulled into Python."""
+        in DuckDB, so a store of 10^6 answers is not pulled into Python; over `answers`, the rows as
+        stored (truth, modality and source are never re-read), not `results` and its readings."""
         if not cached:
             return
         by_sha = {i.sha256: i for i in items if i.sha256}
@@ -153,7 +154,7 @@ class Runner:
         changed = con.execute(
             "WITH e AS (SELECT unnest($1::VARCHAR[]) AS key, unnest($2::VARCHAR[]) AS truth, "
             "unnest($3::VARCHAR[]) AS modality, unnest($4::VARCHAR[]) AS source) "
-            "SELECT count(*) OVER (), e.key, r.truth, r.modality, coalesce(r.source, '') FROM results r "
+            "SELECT count(*) OVER (), e.key, r.truth, r.modality, coalesce(r.source, '') FROM answers r "
             "JOIN e USING (key) WHERE r.truth IS DISTINCT FROM e.truth OR r.modality IS DISTINCT "
             "FROM e.modality OR coalesce(r.source, '') <> e.source LIMIT 1",
             [keys, [r.truth for r in rows], [r.modality for r in rows], [r.source or "" for r in rows]],
