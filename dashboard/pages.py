@@ -31,6 +31,3 @@ PAGE_PARAMS = {
 #: pages that must not show who answered or the truth: no sidebar filters (their options name models,
 #: sources and truths), no demo notice, and no filter in the URL
 BLINDED = ("reader", "grading")
-
-#: url path of each page (the first page is also served at /)
-URL_PATHS = tuple(url for _, _, url, _ in PAGES)
