@@ -102,3 +102,12 @@ def s3_store(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     bucket = f"medlens-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/study"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a browser test saves its screenshots: $MEDLENS_SCREENSHOTS, or a temporary folder (printed)."""
+    folder = Path(os.environ.get("MEDLENS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder

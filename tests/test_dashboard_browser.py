@@ -7,9 +7,7 @@ text containing HTML, script or Markdown links stays inert.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
@@ -40,14 +38,6 @@ KEY_TEXT = {
 }
 #: url path -> values that must appear in the first table drawn on the page
 KEY_CELLS = {"": "0.583 [0.320, 0.807]", "runs": "429 Too Many Requests: retry after 20 s", "quality": "0.3846"}
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MEDLENS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import os
 import random
 import re
 import time
@@ -35,14 +34,6 @@ pytestmark = [
     pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or ""),
 ]
 IMAGE = "img[data-testid='reader-case-image']"
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MEDLENS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
 
 
 def shown_sha(page) -> str:

@@ -5,9 +5,6 @@ Screenshots go to $MEDLENS_SCREENSHOTS (or a temporary folder, printed).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from cache.store import Store
@@ -20,14 +17,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or ""),
 ]
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MEDLENS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
 
 
 def test_review_page_marks_the_span_and_saves_a_review(tmp_path, shots):

@@ -9,7 +9,6 @@ stored, and the figures draw.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -26,14 +25,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or ""),
 ]
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MEDLENS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
 
 
 @pytest.fixture(scope="module")
