@@ -111,6 +111,8 @@ def load_targets(con: Any, only: str, filters: Filters) -> list[Target]:
 class JudgeRunner(Runner):
     """The runner of `ingest run`, with stored answers (text only) in place of images."""
 
+    loads_images = False
+
     def __init__(self, *, only: str = "needs_review", filters: Filters | None = None, limit: int | None = None,
                  **kwargs: Any):
         super().__init__(rows=[], manifest_dir=None, **kwargs)  # type: ignore[arg-type]

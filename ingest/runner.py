@@ -13,13 +13,14 @@ SIGTERM flush what is done; running the same command again resumes.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cache.claiming import KeyClaimer
 from cache.leases import Holder, new_owner_id
@@ -76,6 +77,8 @@ class RunResult:
 class Runner:
     """Runs one manifest against several providers. See module docstring for the phases."""
 
+    loads_images: ClassVar[bool] = True  # the feeder reads each task's prepared image ahead of its call
+
     def __init__(
         self,
         *,
@@ -111,6 +114,7 @@ class Runner:
         self.disk_stopped = False
         self.warnings: list[str] = []
         self.claimed_by: dict[str, Holder] = {}
+        self._loaded: dict[str, Any] = {}  # key -> prepared image (or its ImageError), read by the feeder
         self.batch = batch  # --batch: ``ingest.batch.submit_planned`` answers the plan instead of execute
         self.audit = audit  # () -> the confound audit for the run record, when there are calls to make
 
@@ -266,6 +270,7 @@ class Runner:
                       claimer: KeyClaimer, bar) -> None:
         while (task := await queue.get()) is not None:
             if self.stopping or self.disk_stopped:  # a first Ctrl-C, or a full disk: start no more calls
+                self._loaded.pop(task.key, None)
                 continue  # drain: the claims of what is left are released at the end
             if not claimer.owner.valid():
                 self.warnings.append("this run's lease lapsed (no heartbeat written in time): it stopped "
@@ -296,9 +301,29 @@ class Runner:
             bar.update(1)
             bar.set_postfix_str(self._postfix(), refresh=False)
 
+    def _claim_and_load(self, claimer: KeyClaimer, part: list[Task]) -> tuple[Any, dict[str, Any]]:
+        """Claim a chunk of keys, then read the prepared bytes of the ones won (on a worker thread,
+        one hop per chunk): a worker then starts its call without waiting on a thread."""
+        got = claimer.claim([t.key for t in part])
+        loaded: dict[str, Any] = {}
+        if not self.loads_images:
+            return got, loaded
+        won = set(got.won)
+        for task in part:
+            if task.key in won:
+                try:
+                    loaded[task.key] = self.images.get(task.item)
+                except ImageError as exc:
+                    loaded[task.key] = exc
+        return got, loaded
+
     async def _call(self, task: Task, limiter: RateLimiter) -> dict[str, Any]:
+        prepared = self._loaded.pop(task.key, None)
         try:
-            prepared = await asyncio.to_thread(self.images.get, task.item)
+            if prepared is None:
+                prepared = await asyncio.to_thread(self.images.get, task.item)
+            elif isinstance(prepared, ImageError):
+                raise prepared
         except ImageError as exc:
             return self._row(task, None, (f"image_{exc.reason}", str(exc)))
         request = CallRequest(
@@ -336,13 +361,14 @@ class Runner:
                     break
                 part = pending[start : start + chunk]
                 try:
-                    got = await asyncio.to_thread(claimer.claim, [t.key for t in part])
+                    got, loaded = await asyncio.to_thread(self._claim_and_load, claimer, part)
                 except OSError as exc:  # a full disk cannot take a claim: start no more calls
                     if not is_disk_full(exc):
                         raise
                     self.disk_stopped = True
                     break
                 won, done = set(got.won), set(got.done)
+                self._loaded.update(loaded)
                 for task in part:
                     if task.key in won:
                         await queue.put(task)
@@ -389,6 +415,8 @@ class Runner:
             if not any(t.provider is provider for t in tasks):
                 continue  # nothing to call: its SDK is never imported (a cached re-run stays quick)
             await asyncio.to_thread(provider.load)
+            if not provider.local:  # the answer parser's patterns compile in 0.2 s: not on the first answer
+                await asyncio.to_thread(importlib.import_module, "cache.parse")
             if provider.entry.capabilities.local_detector:
                 await provider.prepare(detector_items(items, self.images))
         bar = progress_bar(len(tasks), "calling models", self.progress)

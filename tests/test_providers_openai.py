@@ -64,6 +64,23 @@ def test_request_carries_image_prompt_model_and_parameters(openai_server: OpenAI
     assert provider.params() == {"temperature": 0.3, "max_tokens": 77, "detail": "low"}
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    ["Real or synthetic? Répondez en français \u2028 \"quoted\" \\ back", "\x00medlens-image\x00", ""],
+)
+def test_a_prompt_that_mimics_the_image_slot_still_sends_its_own_text(
+    openai_server: OpenAIServer, prompt: str
+) -> None:
+    """The body is serialised with the image spliced in as bytes: whatever the prompt holds (even the
+    placeholder's own text), the server must read the prompt and the image exactly as given."""
+    image = make_png(40, 30, seed=5)
+    outcome = run_call(openai(), make_request(image, prompt=prompt))
+    assert outcome.error is None
+    (request,) = openai_server.requests
+    assert openai_prompt_text(request["body"]) == prompt
+    assert openai_image_bytes(request["body"])[1] == image
+
+
 def test_structured_prompt_sends_a_strict_json_schema(openai_server: OpenAIServer) -> None:
     run_call(openai(), make_request(structured=True))
     response_format = openai_server.last_body()["response_format"]

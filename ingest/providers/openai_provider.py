@@ -23,9 +23,12 @@ The SDK is imported on first use, so reading this module's registry entry loads 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from ingest.providers.base import (
     CallRequest,
@@ -65,6 +68,31 @@ _MAX_MESSAGE = 500
 def data_url(image: bytes, mime: str) -> str:
     """``data:<mime>;base64,<standard base64>``."""
     return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
+
+
+#: Stands for the image's data URL while the rest of a body is serialised (NUL cannot survive JSON
+#: unescaped, so the encoded slot cannot come from a prompt or an option).
+_IMAGE_SLOT = "\x00medlens-image\x00"
+_IMAGE_SLOT_JSON = json.dumps(_IMAGE_SLOT).encode()
+_MIME = re.compile(r"[a-z]+/[a-z0-9.+-]+")  # spliced in unescaped: only what needs no JSON escape
+
+
+def dumps_body(body: dict[str, Any]) -> bytes:
+    """JSON as the SDK serialises a request body (compact, UTF-8, no NaN)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _connection_failed(exc: BaseException) -> bool:
+    """A connection that failed without timing out (refused, reset, closed by the server), which
+    the SDK's aiohttp transport raises as a connect timeout: its causes name the aiohttp error."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None:
+            return False
+        if type(seen).__module__.startswith("aiohttp") and not isinstance(seen, TimeoutError):
+            return True
+    return False
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -109,7 +137,11 @@ class OpenAIProvider(Provider):
         self.structured_supported = True
 
     def load(self) -> None:
-        import openai  # noqa: F401 - imported before the first call (see Provider.load)
+        """Import the SDK and make the client (its TLS context: tens of ms) before the first call."""
+        import openai.types.chat  # noqa: F401 - imported before the first call (see Provider.load)
+
+        with contextlib.suppress(ProviderError):  # no key: each call records the auth error
+            self.client()
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "detail": self.options.detail}
@@ -131,13 +163,26 @@ class OpenAIProvider(Provider):
         if self._client is None:
             import openai
 
+            base_url = self.base_url()
             self._client = openai.AsyncOpenAI(
                 api_key=self.client_key(),
-                base_url=self.base_url(),
+                base_url=base_url,
                 max_retries=0,
                 timeout=self.options.timeout_s,
+                http_client=self.http_client(base_url),
             )
         return self._client
+
+    def http_client(self, base_url: str | None) -> Any:
+        """The SDK's aiohttp transport (``openai.DefaultAioHttpClient``): less of the client's CPU per
+        call than its default httpx transport, and that CPU is what bounds a run's calls per second
+        (tests/benchmarks/bench_run.py). A base URL with credentials in it (``https://user:pw@gateway``)
+        keeps the default transport, which sends them as Basic auth (the aiohttp one drops them)."""
+        import openai
+
+        if base_url and urlsplit(base_url).username is not None:
+            return None
+        return openai.DefaultAioHttpClient(timeout=self.options.timeout_s)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -146,11 +191,11 @@ class OpenAIProvider(Provider):
 
     # --- request / reply (pure) -----------------------------------------------------------------
 
-    def build_request(self, request: CallRequest, *, structured: bool) -> dict[str, Any]:
-        """The Chat Completions request body for one call."""
+    def build_request(self, request: CallRequest, *, structured: bool, url: str | None = None) -> dict[str, Any]:
+        """The Chat Completions request body for one call (``url``: in place of the image's data URL)."""
         content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt_text}]
         if request.image is not None:  # a text-only request (a judge) sends no image part
-            image_url = {"url": data_url(request.image, request.mime), "detail": self.options.detail}
+            image_url = {"url": url or data_url(request.image, request.mime), "detail": self.options.detail}
             content.append({"type": "image_url", "image_url": image_url})
         kwargs: dict[str, Any] = {
             "model": self.spec.model,
@@ -161,6 +206,20 @@ class OpenAIProvider(Provider):
         if structured:
             kwargs["response_format"] = RESPONSE_FORMAT
         return kwargs
+
+    def request_body(self, request: CallRequest, *, structured: bool) -> bytes:
+        """``build_request`` as the bytes the SDK would send. The image goes in as base64 bytes
+        spliced into the serialised rest: escaping and re-encoding a ~100 KB data URL as a JSON
+        string was a tenth of the client's CPU per call (base64 needs no JSON escape)."""
+        if request.image is None:
+            return dumps_body(self.build_request(request, structured=structured))
+        head, *tail = dumps_body(self.build_request(request, structured=structured, url=_IMAGE_SLOT)).split(
+            _IMAGE_SLOT_JSON
+        )
+        if len(tail) != 1 or not _MIME.fullmatch(request.mime):
+            return dumps_body(self.build_request(request, structured=structured))
+        encoded = base64.b64encode(request.image)
+        return b"".join((head, b'"data:', request.mime.encode("ascii"), b";base64,", encoded, b'"', tail[0]))
 
     def read_reply(self, response: Any) -> Reply:
         """Text, finish reason, refusal, model version and usage of a ChatCompletion."""
@@ -215,13 +274,13 @@ class OpenAIProvider(Provider):
     async def _create(self, request: CallRequest, *, structured: bool) -> ChatCompletion:
         from openai.types.chat import ChatCompletion
 
-        body = self.build_request(request, structured=structured)
+        body = self.request_body(request, structured=structured)
         # The SDK's documented raw-body call rather than chat.completions.create(): create() walks
         # every request through the SDK's TypedDict transform, which leaves a plain JSON body as it
         # is but cost ~1 ms of CPU per image call (a quarter of the client's CPU in the profile,
-        # see tests/benchmarks/bench_providers.py). Auth, errors and ChatCompletion parsing are the
-        # SDK's own either way.
-        return await self.client().post("/chat/completions", body=body, cast_to=ChatCompletion)
+        # see tests/benchmarks/bench_providers.py). The body goes as bytes (the SDK sends a bytes
+        # body as it is). Auth, errors and ChatCompletion parsing are the SDK's own either way.
+        return await self.client().post("/chat/completions", content=body, cast_to=ChatCompletion)
 
     def key_hint(self) -> str:
         """The env var(s) a person sets to fix an auth error."""
@@ -235,7 +294,7 @@ class OpenAIProvider(Provider):
         import openai
 
         where = self.where()
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and not _connection_failed(exc):
             return ProviderError("timeout", f"{where}: request timed out", retryable=True)
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
