@@ -7,7 +7,13 @@ import asyncio
 import pytest
 
 from cache.parse import parse_answer
-from ingest.providers.base import MissingCredentials, ProviderOptions, create_provider, parse_spec
+from ingest.providers.base import (
+    MissingCredentials,
+    ProviderError,
+    ProviderOptions,
+    create_provider,
+    parse_spec,
+)
 from ingest.providers.compat_provider import CompatProvider
 from ingest.providers.openai_provider import OpenAIProvider
 from ingest.providers.retry import ERROR_TYPES, call_with_retry
@@ -292,3 +298,26 @@ def test_compat_server_not_running_is_a_connection_error() -> None:
     outcome = run_call(provider, make_request())
     assert outcome.error.error_type == "connection" and outcome.attempts == 2
     assert outcome.error.message.startswith(f"compat:llava@{base_url}: connection failed")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # a hostile or broken server: values of the wrong type count as absent, never crash the run
+        ({"choices": [{"message": {"content": 123}, "finish_reason": ["stop"]}], "usage": "many"},
+         (None, None, None, None)),
+        ({"choices": [{"message": {"content": "Real."}}], "usage": {"prompt_tokens": True,
+          "completion_tokens": 9}, "model": {"x": 1}}, ("Real.", None, None, 9)),
+        ({"choices": ["not an object"]}, (None, None, None, None)),
+    ],
+)
+def test_reply_fields_of_the_wrong_type_count_as_absent(body, expected) -> None:
+    reply = openai().read_reply(body)
+    assert (reply.text, reply.model_version, reply.input_tokens, reply.output_tokens) == expected
+
+
+@pytest.mark.parametrize("body", [{}, {"choices": []}, {"choices": {"0": {}}}, ["choices"], None])
+def test_a_reply_without_a_list_of_choices_is_an_empty_reply(body) -> None:
+    with pytest.raises(ProviderError) as raised:
+        openai().read_reply(body)
+    assert raised.value.error_type == "empty_reply" and not raised.value.retryable

@@ -139,15 +139,13 @@ class OpenAIBatch(BatchClient):
     def read_line(self, record: dict[str, Any]) -> Result | None:
         """One output or error line as (key, Reply or ProviderError); None for a request the batch
         never ran (it expired or was cancelled first): its key stays open, with no row."""
-        from openai.types.chat import ChatCompletion
-
         key = str(record.get("custom_id"))
         response = record.get("response") or {}
         body = response.get("body") if isinstance(response, dict) else None
         status = response.get("status_code") if isinstance(response, dict) else None
         if status == 200 and isinstance(body, dict):
             try:
-                return key, self.openai.read_reply(ChatCompletion.construct(**body))
+                return key, self.openai.read_reply(body)
             except ProviderError as error:  # truncated, empty_reply: the same rows as online
                 return key, error
         error = record.get("error") or (body.get("error") if isinstance(body, dict) else None) or {}

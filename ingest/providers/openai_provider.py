@@ -45,7 +45,6 @@ from ingest.providers.retry import retry_after_seconds, scrub
 
 if TYPE_CHECKING:
     import openai
-    from openai.types.chat import ChatCompletion
 
 #: The answer shape the ``json`` prompt asks for.
 ANSWER_SCHEMA: dict[str, Any] = {
@@ -95,6 +94,18 @@ def _connection_failed(exc: BaseException) -> bool:
     return False
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _server_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     text = str(body["message"]) if isinstance(body, dict) and body.get("message") else exc.message
@@ -138,7 +149,7 @@ class OpenAIProvider(Provider):
 
     def load(self) -> None:
         """Import the SDK and make the client (its TLS context: tens of ms) before the first call."""
-        import openai.types.chat  # noqa: F401 - imported before the first call (see Provider.load)
+        import openai  # noqa: F401 - imported before the first call (see Provider.load)
 
         with contextlib.suppress(ProviderError):  # no key: each call records the auth error
             self.client()
@@ -221,26 +232,27 @@ class OpenAIProvider(Provider):
         encoded = base64.b64encode(request.image)
         return b"".join((head, b'"data:', request.mime.encode("ascii"), b";base64,", encoded, b'"', tail[0]))
 
-    def read_reply(self, response: Any) -> Reply:
-        """Text, finish reason, refusal, model version and usage of a ChatCompletion."""
-        if not getattr(response, "choices", None):
+    def read_reply(self, body: Any) -> Reply:
+        """Text, finish reason, refusal, model version and usage of a Chat Completions reply body
+        (the parsed JSON, online or a batch output line). Values of the wrong type count as absent."""
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list) or not choices:
             raise ProviderError(
                 "empty_reply", f"{self.where()}: the API answered with no choices", retryable=False
             )
-        choice = response.choices[0]
-        message = getattr(choice, "message", None)  # Azure's content filter may send none
-        usage = getattr(response, "usage", None)
-        text = getattr(message, "content", None)
-        refusal = getattr(message, "refusal", None) or None
+        choice = _mapping(choices[0])
+        message = _mapping(choice.get("message"))  # Azure's content filter may send none
+        usage = _mapping(body.get("usage"))
+        text, refusal = _text(message.get("content")), _text(message.get("refusal")) or None
         reply = Reply(
             # The refusal sentence is the answer text (content is null then); it stays labelled
             # refused because ``refusal`` is set too.
             text=text if text or not refusal else refusal,
-            finish_reason=getattr(choice, "finish_reason", None),
+            finish_reason=_text(choice.get("finish_reason")),
             refusal=refusal,
-            model_version=getattr(response, "model", None),
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
+            model_version=_text(body.get("model")),
+            input_tokens=_count(usage.get("prompt_tokens")),
+            output_tokens=_count(usage.get("completion_tokens")),
         )
         if reply.finish_reason == "length" and not (reply.text or "").strip():
             raise truncated_error(self.where(), reply, self.options.max_tokens)
@@ -271,16 +283,18 @@ class OpenAIProvider(Provider):
             ) from None
         return self.read_reply(response)
 
-    async def _create(self, request: CallRequest, *, structured: bool) -> ChatCompletion:
-        from openai.types.chat import ChatCompletion
+    async def _create(self, request: CallRequest, *, structured: bool) -> Any:
+        import httpx2
 
         body = self.request_body(request, structured=structured)
         # The SDK's documented raw-body call rather than chat.completions.create(): create() walks
         # every request through the SDK's TypedDict transform, which leaves a plain JSON body as it
         # is but cost ~1 ms of CPU per image call (a quarter of the client's CPU in the profile,
-        # see tests/benchmarks/bench_providers.py). The body goes as bytes (the SDK sends a bytes
-        # body as it is). Auth, errors and ChatCompletion parsing are the SDK's own either way.
-        return await self.client().post("/chat/completions", content=body, cast_to=ChatCompletion)
+        # see tests/benchmarks/bench_providers.py). The body goes as bytes, and the reply comes back
+        # as the HTTP response, read by ``read_reply`` (building the SDK's ChatCompletion model was
+        # a tenth of the client's CPU per call). Auth, status errors and timeouts are the SDK's own.
+        response = await self.client().post("/chat/completions", content=body, cast_to=httpx2.Response)
+        return json.loads(response.content)
 
     def key_hint(self) -> str:
         """The env var(s) a person sets to fix an auth error."""
