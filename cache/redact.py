@@ -249,10 +249,11 @@ def _prefilter(values: tuple[str, ...], paths: bool) -> str:
     return "|".join([_SHAPES, *([_PATHS] if paths else []), *literals])
 
 
-def _text_columns(table: pa.Table, skip: frozenset[str]) -> list[str]:
+def _text_columns(table: pa.Table | pa.Schema, skip: frozenset[str]) -> list[str]:
+    schema = table if isinstance(table, pa.Schema) else table.schema
     return [
         f.name
-        for f in table.schema
+        for f in schema
         if f.name not in skip and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
     ]
 
@@ -303,6 +304,32 @@ def _scrub_small(table: pa.Table, fn: Callable[[str], str], names: list[str]) ->
             field = table.schema.field(name)
             table = table.set_column(table.column_names.index(name), field, pa.array(fixed, field.type))
     return table
+
+
+@functools.lru_cache(maxsize=1024)
+def _scrub_cell(text: str, values: tuple[str, ...]) -> str:
+    return scrub_secrets(text, values)
+
+
+def scrub_secrets_rows(rows: list[dict[str, Any]], schema: pa.Schema) -> list[dict[str, Any]]:
+    """``scrub_secrets_table``'s work on rows still in Python (a journal group of a few rows): the
+    same cells (text columns but the hashes) scrubbed the same way, without the Arrow round trip.
+    Most cells of a run repeat row after row (prompt, model, params), so results are memoised."""
+    values = secret_values()
+    names = _text_columns(schema, HASH_COLUMNS)
+    out = []
+    for row in rows:
+        fixed = None
+        for name in names:
+            text = row.get(name)
+            if not text or not isinstance(text, str):
+                continue
+            clean = _scrub_cell(text, values) if len(text) <= 8192 else scrub_secrets(text, values)
+            if clean != text:
+                fixed = fixed or dict(row)
+                fixed[name] = clean
+        out.append(fixed or row)
+    return out
 
 
 def scrub_secrets_table(table: pa.Table) -> pa.Table:

@@ -157,3 +157,12 @@ def test_a_small_group_is_scrubbed_exactly_as_a_large_table() -> None:
     assert small == large
     assert large[0]["raw_text"] == "Real. (you sent Bearer [redacted])" and large[3]["raw_text"] == texts[3]
     assert KEY[3:22] not in json.dumps(large, default=str) and PLAIN not in json.dumps(large, default=str)
+
+
+def test_a_secret_set_after_a_text_was_scrubbed_is_still_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small groups memoise each cell's scrubbed text: the memo must not outlive the secrets it knew."""
+    late = "late-arriving-credential-0042"
+    text = f"echo {late}"
+    assert rows_to_table([_row(raw_text=text)]).column("raw_text")[0].as_py() == text
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", late)
+    assert rows_to_table([_row(raw_text=text)]).column("raw_text")[0].as_py() == "echo [redacted]"
