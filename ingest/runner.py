@@ -4,10 +4,11 @@ Phases: (1) identify each image by the sha256 of its prepared bytes (memoised by
 mtime, so a cached re-run reads no pixels); (2) compute keys and drop the ones the store already
 holds as ``ok``; (3) let local detectors see the whole manifest (out-of-fold baseline); (4) call the
 providers with bounded concurrency, retries and rate limits. Before calling, a run claims the keys
-(``cache.claiming``: other runs on the store skip or wait for them, and a key answered since the
-plan is dropped); each answer is journaled (durable) before the next call starts on that worker,
-then batched into parts by the writer's thread (no Parquet write on the event loop). Ctrl-C /
-SIGTERM flush what is done; running the same command again resumes.
+a chunk at a time (``cache.claiming``: other runs on the store skip or wait for them, and a key
+answered since the plan is dropped) and reads the chunk's prepared images on the same worker thread,
+so a call starts without a thread hop of its own; each answer is journaled (durable) before the
+next call starts on that worker, then batched into parts by the writer's thread (no Parquet write
+on the event loop). Ctrl-C / SIGTERM flush what is done; running the same command again resumes.
 """
 
 from __future__ import annotations
