@@ -84,13 +84,13 @@ def dumps_body(body: dict[str, Any]) -> bytes:
 def _connection_failed(exc: BaseException) -> bool:
     """A connection that failed without timing out (refused, reset, closed by the server), which
     the SDK's aiohttp transport raises as a connect timeout: its causes name the aiohttp error."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+    seen = exc.__cause__ or exc.__context__
+    for _ in range(8):  # a chain is a few links long; a cycle must not hang the call
         if seen is None:
             return False
         if type(seen).__module__.startswith("aiohttp") and not isinstance(seen, TimeoutError):
             return True
+        seen = seen.__cause__ or seen.__context__
     return False
 
 
