@@ -30,7 +30,7 @@ from ingest.providers.base import (
 from ingest.runner import Runner
 from tests import fake_provider
 from tests.fake_provider import script
-from tests.pipeline_helpers import make_dataset, store_rows
+from tests.pipeline_helpers import make_dataset, store_rows, write_image
 
 
 @pytest.fixture
@@ -186,3 +186,32 @@ def test_a_local_detector_is_chosen_by_capability_not_by_name(manifest: Path, tm
     assert {r["cost_usd"] for r in rows} == {0.0}  # free unless priced, from the entry
     assert result.tallies["peeker:x"].estimate_usd is None  # only a dry run estimates
     assert len(fake_provider.INSTANCES[-1].calls) == 6  # the remote fake got no prepare, just calls
+
+
+def test_an_image_changed_after_it_was_identified_is_an_error_row_and_never_sent(
+    manifest: Path, tmp_path: Path
+) -> None:
+    """The feeder reads each claimed image's prepared bytes just before its call: an image whose
+    file changed since phase 1 (and whose prepared bytes are gone) must not be sent as the other
+    image under the first one's key."""
+    rows = read_manifest(manifest)
+    victim = manifest.parent / rows[0].image_path
+
+    class ChangingRunner(Runner):
+        async def identify(self):
+            items = await super().identify()
+            write_image(victim, seed=999)  # other pixels, after the sha256 was taken
+            self.images._items.clear()
+            for entry in (Path(self.store.local_dir) / "prepared").rglob("*.*"):
+                entry.unlink()
+            return items
+
+    (fake,) = [registry.create_provider(registry.parse_spec("fake:real"), ProviderOptions())]
+    runner = ChangingRunner(store=Store(tmp_path / "s"), rows=rows, manifest_dir=manifest.parent,
+                            providers=[fake], prompt=load_prompt("paper"), prep=PrepOptions(), progress=False)
+    result = asyncio.run(runner.run())
+    stored = store_rows(tmp_path / "s")
+    changed = [r for r in stored if r["status"] == "error"]
+    assert [(r["image_path"], r["error_type"]) for r in changed] == [(rows[0].image_path, "image_changed")]
+    assert len(fake.calls) == len(rows) - 1 == result.tallies["fake:real"].ok
+    assert changed[0]["image_sha256"] not in {c.image_sha256 for c in fake.calls}
