@@ -424,8 +424,6 @@ class Runner:
             if not any(t.provider is provider for t in tasks):
                 continue  # nothing to call: its SDK is never imported (a cached re-run stays quick)
             await asyncio.to_thread(provider.load)
-            if not provider.local:  # the answer parser's patterns compile in 0.2 s: not on the first answer
-                await asyncio.to_thread(importlib.import_module, "cache.parse")
             if provider.entry.capabilities.local_detector:
                 await provider.prepare(detector_items(items, self.images))
         if tasks:

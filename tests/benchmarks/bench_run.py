@@ -67,7 +67,7 @@ async def _serve(delay: float, port_queue: multiprocessing.Queue) -> None:
     """Keep-alive HTTP/1.1: POST answers after ``delay``; ``GET /stats`` returns and resets
     (requests, first request time, last answer time)."""
     head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(ANSWER)
-    stats = {"n": 0, "first": None, "last": None, "starts": [], "answers": []}
+    stats = {"n": 0, "first": None, "last": None}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -75,7 +75,7 @@ async def _serve(delay: float, port_queue: multiprocessing.Queue) -> None:
                 headers = await reader.readuntil(b"\r\n\r\n")
                 if headers.startswith(b"GET /stats"):
                     body = json.dumps(stats).encode()
-                    stats.update(n=0, first=None, last=None, starts=[], answers=[])
+                    stats.update(n=0, first=None, last=None)
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
                     await writer.drain()
                     continue
@@ -84,14 +84,12 @@ async def _serve(delay: float, port_queue: multiprocessing.Queue) -> None:
                     if line[:15].lower() == b"content-length:":
                         length = int(line[15:])
                 stats["first"] = stats["first"] or time.time()
-                stats["starts"].append(time.time())
                 await reader.readexactly(length)
                 await asyncio.sleep(delay)
                 writer.write(head + ANSWER)
                 await writer.drain()
                 stats["n"] += 1
                 stats["last"] = time.time()
-                stats["answers"].append(stats["last"])
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
