@@ -14,6 +14,7 @@ on the event loop). Ctrl-C / SIGTERM flush what is done; running the same comman
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import signal
 import sys
@@ -440,9 +441,14 @@ class Runner:
             limiter = RateLimiter(provider.options.rpm)
             jobs.append(asyncio.create_task(self._feed(mine, queue, claimer, workers, bar)))
             jobs += [asyncio.create_task(self._worker(queue, limiter, writer, claimer, bar)) for _ in range(workers)]
+        # What exists now (imported SDKs, the manifest, the plan) lives until the run ends: out of the
+        # collector's sight while calling, a full collection no longer stops every call in flight
+        # (95 ms measured in bench_run before; the calls' own garbage is collected as usual).
+        gc.freeze()
         try:
             await asyncio.gather(*jobs)
         finally:
+            gc.unfreeze()
             for job in jobs:
                 job.cancel()
             bar.close()
