@@ -255,6 +255,25 @@ def test_only_one_process_takes_over_a_dead_claim(tmp_path: Path) -> None:
         assert sorted(p.name for p in (store.root / "claims").iterdir()) == [key]
 
 
+def test_release_removes_only_the_claims_this_owner_still_holds(tmp_path: Path) -> None:
+    """A claim taken over since (another owner's body in the file) stays; ours go, also when
+    written with other JSON spacing (an older version's file); a claim already gone is no error."""
+    from cache.leases import Claims, Owner
+
+    store = Store(tmp_path)
+    keys = [row(i)["key"] for i in range(4)]
+    with Owner(store.storage, "a") as a, Owner(store.storage, "b") as b:
+        claims_a = Claims(store.storage, a)
+        assert claims_a.try_many(keys).won == keys
+        folder = store.root / "claims"
+        (folder / keys[1]).write_text(json.dumps({"owner": b.owner_id}))  # b holds it now
+        (folder / keys[2]).write_text(json.dumps({"owner": a.owner_id}, indent=2))
+        (folder / keys[3]).unlink()
+        claims_a.release(keys)
+        assert sorted(p.name for p in folder.iterdir()) == [keys[1]]
+        assert json.loads((folder / keys[1]).read_text()) == {"owner": b.owner_id}
+
+
 def _parts(store: Store, n: int) -> None:
     for i in range(n):
         store.append([row(2 * i), row(2 * i + 1, status="error", error_type="timeout", label=None)])
