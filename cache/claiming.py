@@ -43,7 +43,8 @@ class KeyClaimer:
         self.done: set[str] = set()  # keys answered ok in parts written since the snapshot
         self.unused: set[str] = set()  # claims won whose call has not started
         self.calling: set[str] = set()  # calls started whose row has not reached the writer
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the claims' files (claim, release: I/O, off the loop)
+        self._sets = threading.Lock()  # unused / calling (started, added: on the loop, never wait on I/O)
 
     def _refresh(self) -> None:
         """Read the keys of parts that appeared since the last look (not our own parts)."""
@@ -78,19 +79,20 @@ class KeyClaimer:
             for key in won:
                 (out.done if key in self.done else out.won).append(key)
             self.claims.release(out.done)
-            self.unused.update(out.won)
+            with self._sets:
+                self.unused.update(out.won)
             return out
 
     def started(self, key: str) -> None:
         """The call of ``key`` begins: its claim is released by ``release`` once its row is durable."""
-        with self._lock:
+        with self._sets:
             self.unused.discard(key)
             self.calling.add(key)
 
     def added(self, key: str) -> None:
         """The row of ``key`` is with the writer (released when durable in a part, or kept claimed
         while only the journal holds it: a later run folds it in before taking the key over)."""
-        with self._lock:
+        with self._sets:
             self.calling.discard(key)
 
     def release(self, keys: list[str]) -> None:
@@ -102,9 +104,11 @@ class KeyClaimer:
         """Release the claims won but never called (a stop, a budget, a full disk) or whose call was
         cancelled before it gave a row."""
         with self._lock:
-            self.claims.release(sorted(self.unused | self.calling))
-            self.unused.clear()
-            self.calling.clear()
+            with self._sets:
+                left = sorted(self.unused | self.calling)
+                self.unused.clear()
+                self.calling.clear()
+            self.claims.release(left)
 
     def holder(self, owner_id: str) -> Holder:
         return self.liveness.holder(owner_id)
