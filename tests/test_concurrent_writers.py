@@ -257,11 +257,12 @@ def test_only_one_process_takes_over_a_dead_claim(tmp_path: Path) -> None:
 
 def test_release_removes_only_the_claims_this_owner_still_holds(tmp_path: Path) -> None:
     """A claim taken over since (another owner's body in the file) stays; ours go, also when
-    written with other JSON spacing (an older version's file); a claim already gone is no error."""
+    written with other JSON spacing (an older version's file); a claim already gone is no error;
+    a FIFO in a claim's place neither blocks the release nor is removed."""
     from cache.leases import Claims, Owner
 
     store = Store(tmp_path)
-    keys = [row(i)["key"] for i in range(4)]
+    keys = [row(i)["key"] for i in range(5)]
     with Owner(store.storage, "a") as a, Owner(store.storage, "b") as b:
         claims_a = Claims(store.storage, a)
         assert claims_a.try_many(keys).won == keys
@@ -269,8 +270,10 @@ def test_release_removes_only_the_claims_this_owner_still_holds(tmp_path: Path) 
         (folder / keys[1]).write_text(json.dumps({"owner": b.owner_id}))  # b holds it now
         (folder / keys[2]).write_text(json.dumps({"owner": a.owner_id}, indent=2))
         (folder / keys[3]).unlink()
+        (folder / keys[4]).unlink()
+        os.mkfifo(folder / keys[4])  # planted: must neither block the release nor be removed
         claims_a.release(keys)
-        assert sorted(p.name for p in folder.iterdir()) == [keys[1]]
+        assert sorted(p.name for p in folder.iterdir()) == sorted([keys[1], keys[4]])
         assert json.loads((folder / keys[1]).read_text()) == {"owner": b.owner_id}
 
 
