@@ -94,6 +94,26 @@ def test_calls_in_flight_never_pass_the_concurrency(manifest: Path, tmp_path: Pa
     assert len(fake.calls) == 6 and fake.max_in_flight == 2
 
 
+def test_the_collector_is_frozen_while_calling_and_not_after(manifest: Path, tmp_path: Path) -> None:
+    """gc.freeze() keeps the start-up objects out of collections during the calls; a process that
+    runs the runner (a notebook, the tests) gets its collector back afterwards, also on failure."""
+    import gc
+
+    frozen: list[int] = []
+
+    async def peek(request: CallRequest, attempt: int) -> str:
+        frozen.append(gc.get_freeze_count())
+        if len(frozen) == 4:
+            raise RuntimeError("a bug in a provider")
+        return "Real."
+
+    before = gc.get_freeze_count()
+    with script("peek", peek):
+        run(manifest, tmp_path / "s", ["fake:peek"], options={"concurrency": 2})
+    assert len(frozen) == 6 and min(frozen) > before, "every call ran with the start-up frozen"
+    assert gc.get_freeze_count() == before
+
+
 def test_budget_stops_scheduling_at_the_estimate(manifest: Path, tmp_path: Path) -> None:
     prices_csv = tmp_path / "prices.csv"
     # fake's image rule (flat:100) + the prompt: one call is estimated at ~0.0004 USD here
