@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cache.storage import Storage, check_name
@@ -291,34 +292,33 @@ class Claims:
         """Give up claims we hold (a claim since taken over by another process is left alone)."""
         names = list(names)
         markers = {name: self.taken_from.pop(name, None) for name in names}
+        folder = self.storage.local_path(CLAIMS)
 
         def release_one(name: str) -> None:
-            if self._owner_of(name) == self.owner.owner_id:
+            if self._holds(name, folder):
                 self.storage.delete(f"{CLAIMS}/{name}")
             if markers[name]:
                 self.storage.delete(f"{CLAIMS}/{name}.x-{markers[name]}")
 
-        folder = self.storage.local_path(CLAIMS)
-        if folder is None or any(markers.values()):
-            self._each(release_one, names)
-            return
-        # A local store, nothing taken over: os calls instead of pathlib and JSON (a run releases
-        # every key it answered, once its part is written, on the writer's thread).
-        for name in names:
-            path = os.path.join(folder, check_name(name))
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there cannot block us
-            except FileNotFoundError:
-                continue
-            try:
-                body = os.read(fd, len(self._body) + 1)
-            except OSError:  # not a readable claim file: not ours to remove
-                body = b""
-            finally:
-                os.close(fd)
-            if body == self._body or (body and self._owner_of(name) == self.owner.owner_id):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        self._each(release_one, names)
+
+    def _holds(self, name: str, folder: Path | None) -> bool:
+        """The claim on ``name`` is this owner's. In a local claims ``folder`` the file's bytes are
+        compared with our own claim first (os calls, no JSON: a run releases every key it answered,
+        on the writer's thread); a FIFO planted there is not waited on."""
+        if folder is None:
+            return self._owner_of(name) == self.owner.owner_id
+        try:
+            fd = os.open(os.path.join(folder, check_name(name)), os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return False
+        try:
+            body = os.read(fd, len(self._body) + 1)
+        except OSError:  # not a readable claim file: not ours to remove
+            body = b""
+        finally:
+            os.close(fd)
+        return body == self._body or (bool(body) and self._owner_of(name) == self.owner.owner_id)
 
     def acquire(self, name: str) -> Holder | None:
         """Claim one name, taking it over from a dead holder; None when held, else the live holder."""
