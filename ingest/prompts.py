@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cache.untrusted import MiB, read_capped
@@ -32,7 +33,7 @@ class Prompt:
     path: Path
     task: str = "detect"  #: cache.schema.TASKS: what the prompt asks (detect: an image; judge: an answer)
 
-    @property
+    @cached_property  # read for every row of a run
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 

@@ -6,7 +6,7 @@ timing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from cache.store import utcnow
@@ -57,7 +57,8 @@ def response_row(
 ) -> dict[str, Any]:
     """An ok row (``reply`` read by the shared parser, or decided by a local detector) or an error
     row (``error`` = (type, message), with ``paid``'s usage and cost when the failed reply cost)."""
-    row: dict[str, Any] = asdict(meta) | {
+    # vars(), not asdict(): the fields are flat values, and asdict's deep copy was a third of this
+    row: dict[str, Any] = dict(vars(meta)) | {
         "run_id": run_id, "created_at": utcnow(), "task": "detect", "attempts": attempts,
         "latency_ms": latency_ms, **(extra or {}),
     }  # fmt: skip

@@ -21,13 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-)
-
 from cache.redact import KEY_ENVS, REDACTED, register_key_env, scrub_secrets  # noqa: F401 (re-exported)
 from ingest.providers.base import CallRequest, Provider, ProviderError, Reply
 
@@ -52,6 +45,9 @@ ERROR_TYPES: dict[str, str] = {
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_FACTOR = 2.0
+#: the jitter of every call that brings no ``rng`` of its own (seeding one per call cost a
+#: twentieth of the retry path's CPU: tests/benchmarks/bench_run.py)
+_JITTER = random.Random()
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -133,7 +129,8 @@ async def _one_attempt(provider: Provider, request: CallRequest) -> Reply:
     """One call, bounded by the timeout; every failure comes out as a ProviderError."""
     timeout = provider.options.timeout_s
     try:
-        return await asyncio.wait_for(provider.call(request), timeout)
+        async with asyncio.timeout(timeout):  # no task of its own per call, unlike wait_for
+            return await provider.call(request)
     except ProviderError:
         raise
     except TimeoutError:
@@ -155,43 +152,31 @@ async def call_with_retry(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> CallOutcome:
-    """Call ``provider`` with the shared retry policy; always returns a ``CallOutcome``."""
+    """Call ``provider`` with the shared retry policy; always returns a ``CallOutcome``.
+
+    A plain loop rather than a retry library's iterator: the first attempt, which is almost every
+    call, costs the event loop nothing beyond the call itself (the loop's CPU bounds a run's calls
+    per second; tenacity's per-call set-up was a fifth of what the runner adds to the SDK)."""
     options = provider.options
     cap = options.max_retry_wait_s
-    rng = rng or random.Random()
-    state = {"attempts": 0, "latency_ms": 0.0}
-
-    def should_retry(exc: BaseException) -> bool:
-        return isinstance(exc, ProviderError) and exc.retryable and not _over_cap(exc, cap)
-
-    def wait(retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, ProviderError) and exc.retry_after is not None:
-            return max(0.0, exc.retry_after)
-        return backoff_wait(retry_state.attempt_number, cap, rng)
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(options.max_attempts),
-        wait=wait,
-        retry=retry_if_exception(should_retry),
-        sleep=sleep,
-        reraise=True,
-    )
+    rng = rng or _JITTER
     provider.load()  # the SDK is imported before the first attempt's timeout starts (once per process)
-    try:
-        async for attempt in retrying:
-            with attempt:
-                state["attempts"] = attempt.retry_state.attempt_number
-                if limiter is not None:
-                    await limiter.acquire()
-                started = time.perf_counter()
-                try:
-                    reply = await _one_attempt(provider, request)
-                finally:
-                    state["latency_ms"] = (time.perf_counter() - started) * 1000.0
-    except ProviderError as error:
-        return CallOutcome(None, _final_error(error, cap, state["attempts"]), **state)
-    return CallOutcome(reply, None, **state)
+    attempt = 0
+    while True:
+        attempt += 1
+        if limiter is not None:
+            await limiter.acquire()
+        started = time.perf_counter()
+        try:
+            reply = await _one_attempt(provider, request)
+        except ProviderError as error:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            if attempt >= options.max_attempts or not error.retryable or _over_cap(error, cap):
+                return CallOutcome(None, _final_error(error, cap, attempt), attempt, latency_ms)
+            wait = error.retry_after if error.retry_after is not None else backoff_wait(attempt, cap, rng)
+            await sleep(max(0.0, wait))
+            continue
+        return CallOutcome(reply, None, attempt, (time.perf_counter() - started) * 1000.0)
 
 
 def _final_error(error: ProviderError, cap: float, attempts: int) -> ProviderError:
