@@ -324,6 +324,7 @@ def side_by_side(work: Path, args: argparse.Namespace, env: dict, port: int) -> 
         wall = ingest([*run, "--store", str(warm)], env, profile)
         runs.append(rate(server_stats(port)))
         cpu = children_cpu() - cpu
+        phases = last_run(warm).get("timings")  # of the calling run, not of the cached re-run below
         rest = children_cpu()
         ingest([*run, "--store", str(warm)], env)  # the same command again: everything cached, no call
         rest = children_cpu() - rest  # start-up, identify, plan: the CPU that is not per call
@@ -332,7 +333,7 @@ def side_by_side(work: Path, args: argparse.Namespace, env: dict, port: int) -> 
             f"round {index + 1}: bare aiohttp {bare[-1]:.0f} calls/s; provider alone {alone[-1]:.0f}; "
             f"ingest run {runs[-1]:.0f} calls/s; client CPU per call: provider {alone_cpu[-1]:.2f} ms, "
             f"ingest run {run_cpu[-1]:.2f} ms "
-            f"({wall:.1f} s wall, phases {last_run(warm).get('timings')})"
+            f"({wall:.1f} s wall, phases {phases})"
         )
     b, a, r = statistics.median(bare), statistics.median(alone), statistics.median(runs)
     print(
