@@ -124,7 +124,8 @@ class Runner:
         self.disk_stopped = False
         self.warnings: list[str] = []
         self.claimed_by: dict[str, Holder] = {}
-        self._params_json: dict[str, str] = {}  # model spec -> its parameters as stored (call_meta)
+        # model spec -> its parameters as stored; they do not change during a run (read per row)
+        self._params_json = {p.spec.raw: canonical_json(p.params()) for p in providers}
         self._loaded: dict[str, Any] = {}  # key -> prepared image (or its ImageError), read by the feeder
         self.batch = batch  # --batch: ``ingest.batch.submit_planned`` answers the plan instead of execute
         self.audit = audit  # () -> the confound audit for the run record, when there are calls to make
@@ -243,12 +244,9 @@ class Runner:
     def call_meta(self, task: Task) -> CallMeta:
         """The columns that identify a call and its image."""
         item, provider = task.item, task.provider
-        params_json = self._params_json.get(provider.spec.raw)
-        if params_json is None:  # one provider's parameters do not change during a run
-            params_json = self._params_json[provider.spec.raw] = canonical_json(provider.params())
         return CallMeta(
             key=task.key, provider=provider.spec.provider, model=provider.spec.raw,
-            params_json=params_json, prompt_id=self.prompt.id,
+            params_json=self._params_json[provider.spec.raw], prompt_id=self.prompt.id,
             prompt_sha256=self.prompt.sha256, prompt_text=self.prompt.text, image_sha256=item.sha256,
             image_path=item.row.image_path, modality=item.row.modality, truth=item.row.truth,
             source=item.row.source, repeat=task.repeat,

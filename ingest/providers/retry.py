@@ -45,8 +45,8 @@ ERROR_TYPES: dict[str, str] = {
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_FACTOR = 2.0
-#: the jitter of every call that brings no ``rng`` of its own (seeding one per call cost a
-#: twentieth of the retry path's CPU: tests/benchmarks/bench_run.py)
+#: the jitter of every call that brings no ``rng`` of its own (seeding one per call from the OS was
+#: 13 of the retry path's 85 py-spy samples over a 2,000-call ``ingest run``)
 _JITTER = random.Random()
 
 Sleep = Callable[[float], Awaitable[None]]
